@@ -1,0 +1,584 @@
+// caddysnake.c: CPython start-up, the _caddysnake module that Python code
+// uses to reach Go, and the per-request entry point. Contracts are in
+// caddysnake.h; the Go side of every go_* callback is in callbacks.go.
+#include "caddysnake.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "_cgo_export.h"
+
+// The Python main thread's state, detached whenever Go holds control.
+static PyThreadState *main_ts;
+// Functions defined by the bootstrap (pyembed.go); owned references.
+static PyObject *serve_wsgi_fn;   // caddysnake.wsgi.serve
+static PyObject *load_app_fn;     // caddysnake.loader.load_app
+static PyObject *describe_err_fn; // message for an exception (traceback or ConfigError text)
+
+// ---------------------------------------------------------------- errors
+
+// Consumes the current exception and returns a malloc'd description of it.
+// Needs the GIL.
+static char *take_error(void) {
+	PyObject *type, *value, *tb;
+	PyErr_Fetch(&type, &value, &tb);
+	if (type == NULL) {
+		return strdup("unknown Python error");
+	}
+	PyErr_NormalizeException(&type, &value, &tb);
+	if (tb != NULL && value != NULL) {
+		PyException_SetTraceback(value, tb);
+	}
+	char *out = NULL;
+	PyObject *s = NULL;
+	if (describe_err_fn != NULL && value != NULL) {
+		s = PyObject_CallOneArg(describe_err_fn, value);
+	}
+	if (s == NULL) {
+		PyErr_Clear();
+		s = PyObject_Str(value != NULL ? value : type);
+	}
+	if (s != NULL) {
+		const char *u = PyUnicode_AsUTF8(s);
+		if (u != NULL) {
+			out = strdup(u);
+		}
+	}
+	PyErr_Clear();
+	Py_XDECREF(s);
+	Py_XDECREF(type);
+	Py_XDECREF(value);
+	Py_XDECREF(tb);
+	return out != NULL ? out : strdup("unprintable Python error");
+}
+
+// ---------------------------------------------------------------- _caddysnake
+
+typedef struct {
+	PyObject *client_disconnected; // OSError subclass: the client went away
+	PyObject *request_body_error;  // OSError subclass: the body could not be read
+} module_state;
+
+static module_state *state_of(PyObject *module) {
+	return (module_state *)PyModule_GetState(module);
+}
+
+// Raises exc with the message Go recorded for handle h.
+static void raise_go_error(PyObject *exc, uintptr_t h, const char *what) {
+	char msg[512];
+	size_t n = go_error(h, msg, sizeof(msg) - 1);
+	msg[n] = 0;
+	PyErr_Format(exc, "%s: %s", what, msg);
+}
+
+static int parse_handle(PyObject *o, uintptr_t *h) {
+	size_t v = PyLong_AsSize_t(o);
+	if (v == (size_t)-1 && PyErr_Occurred()) {
+		return -1;
+	}
+	*h = (uintptr_t)v;
+	return 0;
+}
+
+// The bytes of a latin-1 str without copying: a 1-byte-kind str stores
+// exactly its latin-1 encoding. PEP 3333 requires header names and values to
+// be such "native strings".
+static int latin1_view(PyObject *s, cs_str *out) {
+	if (!PyUnicode_Check(s)) {
+		PyErr_Format(PyExc_TypeError, "response header must be str, not %.100s",
+		             Py_TYPE(s)->tp_name);
+		return -1;
+	}
+#if PY_VERSION_HEX < 0x030C0000
+	if (PyUnicode_READY(s) < 0) {
+		return -1;
+	}
+#endif
+	if (PyUnicode_KIND(s) != PyUnicode_1BYTE_KIND) {
+		PyErr_Format(PyExc_ValueError, "response header %R is not latin-1", s);
+		return -1;
+	}
+	out->data = (const char *)PyUnicode_DATA(s);
+	out->len = (size_t)PyUnicode_GET_LENGTH(s);
+	return 0;
+}
+
+// Flattens a list of (name, value) tuples into pairs. *keep receives a new
+// reference that holds every string alive while the GIL is released; *pairs
+// is either stack (if it fits) or PyMem memory the caller frees when it is
+// not stack.
+#define STACK_HEADERS 32
+static int flatten_headers(PyObject *headers, PyObject **keep, cs_str *stack,
+                           cs_str **pairs, size_t *n) {
+	*keep = NULL;
+	*pairs = NULL;
+	*n = 0;
+	if (headers == Py_None) {
+		return 0;
+	}
+	PyObject *t = PySequence_Tuple(headers);
+	if (t == NULL) {
+		return -1;
+	}
+	Py_ssize_t count = PyTuple_GET_SIZE(t);
+	cs_str *out = stack;
+	if (count > STACK_HEADERS) {
+		out = PyMem_Malloc(sizeof(cs_str) * 2 * (size_t)count);
+		if (out == NULL) {
+			Py_DECREF(t);
+			PyErr_NoMemory();
+			return -1;
+		}
+	}
+	for (Py_ssize_t i = 0; i < count; i++) {
+		PyObject *item = PyTuple_GET_ITEM(t, i);
+		if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2) {
+			PyErr_SetString(PyExc_TypeError, "response headers must be (name, value) tuples");
+			goto fail;
+		}
+		if (latin1_view(PyTuple_GET_ITEM(item, 0), &out[2 * i]) < 0 ||
+		    latin1_view(PyTuple_GET_ITEM(item, 1), &out[2 * i + 1]) < 0) {
+			goto fail;
+		}
+	}
+	*keep = t;
+	*pairs = out;
+	*n = (size_t)count;
+	return 0;
+fail:
+	if (out != stack) {
+		PyMem_Free(out);
+	}
+	Py_DECREF(t);
+	return -1;
+}
+
+static void free_headers(PyObject *keep, cs_str *stack, cs_str *pairs) {
+	if (pairs != NULL && pairs != stack) {
+		PyMem_Free(pairs);
+	}
+	Py_XDECREF(keep);
+}
+
+// read(handle, size) -> bytes: up to size bytes of the request body; fewer
+// only at its end, b"" after it.
+static PyObject *cs_read(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
+	uintptr_t h;
+	if (nargs != 2) {
+		PyErr_SetString(PyExc_TypeError, "read(handle, size)");
+		return NULL;
+	}
+	if (parse_handle(args[0], &h) < 0) {
+		return NULL;
+	}
+	Py_ssize_t size = PyLong_AsSsize_t(args[1]);
+	if (size < 0) {
+		if (!PyErr_Occurred()) {
+			PyErr_SetString(PyExc_ValueError, "read size must be >= 0");
+		}
+		return NULL;
+	}
+	PyObject *b = PyBytes_FromStringAndSize(NULL, size);
+	if (b == NULL) {
+		return NULL;
+	}
+	int64_t got;
+	// The body comes from a socket: never wait for it holding the GIL.
+	Py_BEGIN_ALLOW_THREADS
+	got = go_read(h, PyBytes_AS_STRING(b), (size_t)size);
+	Py_END_ALLOW_THREADS
+	if (got < 0) {
+		Py_DECREF(b);
+		raise_go_error(state_of(mod)->request_body_error, h, "reading the request body failed");
+		return NULL;
+	}
+	if (got < size && _PyBytes_Resize(&b, (Py_ssize_t)got) < 0) {
+		return NULL; // _PyBytes_Resize freed b
+	}
+	return b;
+}
+
+// Result codes of go_write and go_sendfile.
+#define GO_CLIENT_GONE -1
+#define GO_INVALID -2
+
+static PyObject *write_error(PyObject *mod, uintptr_t h, int64_t rc) {
+	if (rc == GO_INVALID) {
+		raise_go_error(PyExc_ValueError, h, "invalid response");
+	} else {
+		raise_go_error(state_of(mod)->client_disconnected, h, "client disconnected");
+	}
+	return NULL;
+}
+
+// write(handle, status, headers | None, data, flush): headers (with status)
+// go first, once; then data, pushed to the client now if flush.
+static PyObject *cs_write(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
+	uintptr_t h;
+	if (nargs != 5) {
+		PyErr_SetString(PyExc_TypeError, "write(handle, status, headers, data, flush)");
+		return NULL;
+	}
+	if (parse_handle(args[0], &h) < 0) {
+		return NULL;
+	}
+	int status = (int)PyLong_AsLong(args[1]);
+	if (status == -1 && PyErr_Occurred()) {
+		return NULL;
+	}
+	int flush = PyObject_IsTrue(args[4]);
+	if (flush < 0) {
+		return NULL;
+	}
+	Py_buffer view;
+	if (PyObject_GetBuffer(args[3], &view, PyBUF_SIMPLE) < 0) {
+		return NULL;
+	}
+	cs_str stack[2 * STACK_HEADERS], *pairs;
+	PyObject *keep;
+	size_t npairs;
+	if (flatten_headers(args[2], &keep, stack, &pairs, &npairs) < 0) {
+		PyBuffer_Release(&view);
+		return NULL;
+	}
+	int rc;
+	// A write can block on a slow client: release the GIL. view and keep hold
+	// the data and header strings alive meanwhile.
+	Py_BEGIN_ALLOW_THREADS
+	rc = go_write(h, args[2] == Py_None ? 0 : status, pairs, npairs,
+	              (char *)view.buf, (size_t)view.len, flush);
+	Py_END_ALLOW_THREADS
+	free_headers(keep, stack, pairs);
+	PyBuffer_Release(&view);
+	if (rc < 0) {
+		return write_error(mod, h, rc);
+	}
+	Py_RETURN_NONE;
+}
+
+// sendfile(handle, status, headers | None, fd, offset, count) -> int: sends
+// count bytes (-1: to the end) of regular file fd from offset.
+static PyObject *cs_sendfile(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
+	uintptr_t h;
+	if (nargs != 6) {
+		PyErr_SetString(PyExc_TypeError, "sendfile(handle, status, headers, fd, offset, count)");
+		return NULL;
+	}
+	if (parse_handle(args[0], &h) < 0) {
+		return NULL;
+	}
+	int status = (int)PyLong_AsLong(args[1]);
+	int fd = (int)PyLong_AsLong(args[3]);
+	long long offset = PyLong_AsLongLong(args[4]);
+	long long count = PyLong_AsLongLong(args[5]);
+	if (PyErr_Occurred()) {
+		return NULL;
+	}
+	cs_str stack[2 * STACK_HEADERS], *pairs;
+	PyObject *keep;
+	size_t npairs;
+	if (flatten_headers(args[2], &keep, stack, &pairs, &npairs) < 0) {
+		return NULL;
+	}
+	int64_t sent;
+	Py_BEGIN_ALLOW_THREADS
+	sent = go_sendfile(h, args[2] == Py_None ? 0 : status, pairs, npairs, fd, offset, count);
+	Py_END_ALLOW_THREADS
+	free_headers(keep, stack, pairs);
+	if (sent < 0) {
+		return write_error(mod, h, sent);
+	}
+	return PyLong_FromLongLong(sent);
+}
+
+// log(handle, level, message): to Caddy's log, as the app's logger.
+static PyObject *cs_log(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
+	uintptr_t h;
+	if (nargs != 3) {
+		PyErr_SetString(PyExc_TypeError, "log(handle, level, message)");
+		return NULL;
+	}
+	if (parse_handle(args[0], &h) < 0) {
+		return NULL;
+	}
+	int level = (int)PyLong_AsLong(args[1]);
+	if (level == -1 && PyErr_Occurred()) {
+		return NULL;
+	}
+	Py_ssize_t n;
+	// The str in args[2] is held by our caller for the whole call.
+	const char *msg = PyUnicode_AsUTF8AndSize(args[2], &n);
+	if (msg == NULL) {
+		return NULL;
+	}
+	Py_BEGIN_ALLOW_THREADS
+	go_log(h, level, (char *)msg, (size_t)n);
+	Py_END_ALLOW_THREADS
+	Py_RETURN_NONE;
+}
+
+static PyMethodDef module_methods[] = {
+	{"read", (PyCFunction)(void (*)(void))cs_read, METH_FASTCALL, "read(handle, size) -> bytes"},
+	{"write", (PyCFunction)(void (*)(void))cs_write, METH_FASTCALL,
+	 "write(handle, status, headers, data, flush)"},
+	{"sendfile", (PyCFunction)(void (*)(void))cs_sendfile, METH_FASTCALL,
+	 "sendfile(handle, status, headers, fd, offset, count) -> int"},
+	{"log", (PyCFunction)(void (*)(void))cs_log, METH_FASTCALL, "log(handle, level, message)"},
+	{NULL, NULL, 0, NULL},
+};
+
+static int module_exec(PyObject *m) {
+	module_state *st = state_of(m);
+	st->client_disconnected =
+	    PyErr_NewExceptionWithDoc("_caddysnake.ClientDisconnected",
+	                              "The HTTP client went away before the response was sent.",
+	                              PyExc_OSError, NULL);
+	if (st->client_disconnected == NULL ||
+	    PyModule_AddObjectRef(m, "ClientDisconnected", st->client_disconnected) < 0) {
+		return -1;
+	}
+	st->request_body_error = PyErr_NewExceptionWithDoc(
+	    "_caddysnake.RequestBodyError",
+	    "The request body was malformed or cut short.", PyExc_OSError, NULL);
+	if (st->request_body_error == NULL ||
+	    PyModule_AddObjectRef(m, "RequestBodyError", st->request_body_error) < 0) {
+		return -1;
+	}
+	return 0;
+}
+
+static int module_traverse(PyObject *m, visitproc visit, void *arg) {
+	module_state *st = state_of(m);
+	Py_VISIT(st->client_disconnected);
+	Py_VISIT(st->request_body_error);
+	return 0;
+}
+
+static int module_clear(PyObject *m) {
+	module_state *st = state_of(m);
+	Py_CLEAR(st->client_disconnected);
+	Py_CLEAR(st->request_body_error);
+	return 0;
+}
+
+static void module_free(void *m) { module_clear((PyObject *)m); }
+
+// Multi-phase init with per-module state, so the module can be loaded in
+// sub-interpreters with their own GIL (PEP 489, PEP 684).
+static PyModuleDef_Slot module_slots[] = {
+	{Py_mod_exec, module_exec},
+#if PY_VERSION_HEX >= 0x030C0000
+	{Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
+#endif
+#if PY_VERSION_HEX >= 0x030D0000
+	{Py_mod_gil, Py_MOD_GIL_NOT_USED},
+#endif
+	{0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+	PyModuleDef_HEAD_INIT,
+	.m_name = "_caddysnake",
+	.m_doc = "The embedding Caddy server's side of caddysnake.",
+	.m_size = sizeof(module_state),
+	.m_methods = module_methods,
+	.m_slots = module_slots,
+	.m_traverse = module_traverse,
+	.m_clear = module_clear,
+	.m_free = module_free,
+};
+
+static PyObject *PyInit__caddysnake(void) { return PyModuleDef_Init(&module_def); }
+
+// ---------------------------------------------------------------- start-up
+
+static char *status_error(PyStatus status) {
+	char buf[512];
+	snprintf(buf, sizeof(buf), "starting CPython failed: %s%s%s",
+	         status.func ? status.func : "", status.func ? ": " : "",
+	         status.err_msg ? status.err_msg : "unknown error");
+	return strdup(buf);
+}
+
+// Builds {module name: source} from the NUL-separated blob.
+static PyObject *files_dict(const char *files, size_t len) {
+	PyObject *d = PyDict_New();
+	if (d == NULL) {
+		return NULL;
+	}
+	const char *p = files, *end = files + len;
+	while (p < end) {
+		const char *name = p;
+		p += strlen(p) + 1;
+		if (p >= end) {
+			break;
+		}
+		const char *src = p;
+		p += strlen(p) + 1;
+		PyObject *s = PyUnicode_FromString(src);
+		if (s == NULL || PyDict_SetItemString(d, name, s) < 0) {
+			Py_XDECREF(s);
+			Py_DECREF(d);
+			return NULL;
+		}
+		Py_DECREF(s);
+	}
+	return d;
+}
+
+static PyObject *take_global(PyObject *ns, const char *name) {
+	PyObject *o = PyDict_GetItemString(ns, name); // borrowed
+	if (o == NULL) {
+		PyErr_Format(PyExc_RuntimeError, "bootstrap did not define %s", name);
+		return NULL;
+	}
+	Py_INCREF(o);
+	return o;
+}
+
+static char *run_bootstrap(const char *bootstrap, const char *files, size_t files_len,
+                           const char *version) {
+	PyObject *ns = NULL, *code = NULL, *res = NULL, *fd = NULL, *ver = NULL;
+	char *err = NULL;
+	ns = PyDict_New();
+	fd = files_dict(files, files_len);
+	ver = PyUnicode_FromString(version);
+	if (ns == NULL || fd == NULL || ver == NULL ||
+	    PyDict_SetItemString(ns, "__builtins__", PyEval_GetBuiltins()) < 0 ||
+	    PyDict_SetItemString(ns, "EMBEDDED_FILES", fd) < 0 ||
+	    PyDict_SetItemString(ns, "BINARY_VERSION", ver) < 0) {
+		goto fail;
+	}
+	code = Py_CompileString(bootstrap, "<caddysnake bootstrap>", Py_file_input);
+	if (code == NULL) {
+		goto fail;
+	}
+	res = PyEval_EvalCode(code, ns, ns);
+	if (res == NULL) {
+		goto fail;
+	}
+	if ((describe_err_fn = take_global(ns, "describe_error")) == NULL ||
+	    (serve_wsgi_fn = take_global(ns, "serve_wsgi")) == NULL ||
+	    (load_app_fn = take_global(ns, "load_app")) == NULL) {
+		goto fail;
+	}
+	goto done;
+fail:
+	err = take_error();
+done:
+	Py_XDECREF(res);
+	Py_XDECREF(code);
+	Py_XDECREF(ver);
+	Py_XDECREF(fd);
+	Py_XDECREF(ns);
+	return err;
+}
+
+char *caddysnake_init(const char *bootstrap, const char *files, size_t files_len,
+                      const char *version) {
+	if (PyImport_AppendInittab("_caddysnake", PyInit__caddysnake) < 0) {
+		return strdup("cannot register the _caddysnake module");
+	}
+	PyConfig config;
+	PyConfig_InitPythonConfig(&config);
+	// Caddy owns the process signals (SIGINT/SIGTERM mean a graceful stop).
+	config.install_signal_handlers = 0;
+	config.parse_argv = 0;
+	PyStatus status = Py_InitializeFromConfig(&config);
+	PyConfig_Clear(&config);
+	if (PyStatus_Exception(status)) {
+		return status_error(status);
+	}
+	char *err = run_bootstrap(bootstrap, files, files_len, version);
+	// Detach: from now on every thread takes the GIL only when it runs Python.
+	main_ts = PyEval_SaveThread();
+	return err;
+}
+
+const char *caddysnake_python_version(void) { return Py_GetVersion(); }
+
+// ---------------------------------------------------------------- apps
+
+PyObject *caddysnake_load_app(const char *target, const char *working_dir,
+                              const char *venv, char **err) {
+	PyEval_RestoreThread(main_ts);
+	PyObject *app = PyObject_CallFunction(load_app_fn, "sss", target, working_dir, venv);
+	if (app == NULL) {
+		*err = take_error();
+	}
+	main_ts = PyEval_SaveThread();
+	return app;
+}
+
+void caddysnake_release(PyObject *obj) {
+	PyEval_RestoreThread(main_ts);
+	Py_XDECREF(obj);
+	main_ts = PyEval_SaveThread();
+}
+
+// ---------------------------------------------------------------- threads
+
+PyThreadState *caddysnake_thread_new(void) {
+	// Needs no GIL (PyThreadState_New docs). On the main interpreter it also
+	// becomes this thread's PyGILState state, so C extensions that call
+	// PyGILState_Ensure on this thread reuse it instead of making another.
+	return PyThreadState_New(PyInterpreterState_Main());
+}
+
+void caddysnake_thread_free(PyThreadState *ts) {
+	PyEval_RestoreThread(ts);
+	PyThreadState_Clear(ts);
+	PyThreadState_DeleteCurrent();
+}
+
+// ---------------------------------------------------------------- requests
+
+int caddysnake_wsgi_call(PyThreadState *ts, PyObject *app, uintptr_t handle,
+                         const char *buf, const int32_t *ends, int n) {
+	PyEval_RestoreThread(ts);
+	int rc = -1;
+	PyObject *h = NULL, *res = NULL;
+	PyObject *req = PyTuple_New(n);
+	if (req == NULL) {
+		goto fail;
+	}
+	int32_t start = 0;
+	for (int i = 0; i < n; i++) {
+		PyObject *s = PyUnicode_DecodeLatin1(buf + start, ends[i] - start, NULL);
+		if (s == NULL) {
+			goto fail;
+		}
+		PyTuple_SET_ITEM(req, i, s); // steals s
+		start = ends[i];
+	}
+	h = PyLong_FromSize_t(handle);
+	if (h == NULL) {
+		goto fail;
+	}
+	PyObject *args[3] = {app, req, h};
+	res = PyObject_Vectorcall(serve_wsgi_fn, args, 3, NULL);
+	if (res == NULL) {
+		goto fail;
+	}
+	rc = (int)PyLong_AsLong(res);
+	if (rc == -1 && PyErr_Occurred()) {
+		goto fail;
+	}
+	goto done;
+fail:
+	rc = -1;
+	{
+		// serve() never raises on purpose; this is a bug in the bridge itself.
+		char *msg = take_error();
+		Py_BEGIN_ALLOW_THREADS
+		go_log(handle, 3, msg, strlen(msg));
+		Py_END_ALLOW_THREADS
+		free(msg);
+	}
+done:
+	Py_XDECREF(res);
+	Py_XDECREF(h);
+	Py_XDECREF(req);
+	PyEval_SaveThread();
+	return rc;
+}

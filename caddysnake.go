@@ -1,0 +1,248 @@
+// Package caddysnake is a Caddy HTTP handler that serves Python web apps
+// (WSGI, PEP 3333) from CPython embedded in the Caddy process.
+//
+// The Python core (python.go, threads.go, wsgi.go, callbacks.go and the C
+// bridge) knows nothing of Caddy; this file is the thin Caddy module around
+// it: configuration, provisioning and ServeHTTP.
+package caddysnake
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+	httpcaddyfile.RegisterHandlerDirective("python", parseCaddyfile)
+	// A terminal handler like reverse_proxy and php_fastcgi: after the
+	// directives that rewrite or answer requests (rewrite, respond, ...), and
+	// before file_server, so no global `order` option is needed.
+	httpcaddyfile.RegisterDirectiveOrder("python", httpcaddyfile.Before, "file_server")
+}
+
+// Handler serves a Python WSGI app from CPython embedded in Caddy.
+//
+// Caddyfile:
+//
+//	python "myapp.wsgi:application"
+//
+//	python {
+//		module_wsgi "myapp.wsgi:application"
+//		working_dir /srv/app
+//		venv        /srv/app/.venv
+//		threads     16
+//		max_wait    30s
+//	}
+//
+// CPython starts once per process and lives across config reloads; apps
+// are imported into its main interpreter, so apps in one Caddy share
+// sys.modules and sys.path (module names must not collide).
+type Handler struct {
+	// The WSGI callable to serve, as "module:attribute" (the attribute may
+	// be dotted; "module:factory()" calls a factory with no arguments).
+	// Required.
+	ModuleWSGI string `json:"module_wsgi,omitempty"`
+
+	// A directory put first on sys.path, so the module resolves from it.
+	// Relative paths are taken from Caddy's working directory. Default:
+	// none (only the interpreter's own sys.path).
+	WorkingDir string `json:"working_dir,omitempty"`
+
+	// A virtual environment whose site-packages become importable (before
+	// the interpreter's own). It must be built for the Python version this
+	// Caddy is linked against. Default: none.
+	Venv string `json:"venv,omitempty"`
+
+	// How many OS threads run the app, each with its own Python thread
+	// state. Default: 16.
+	Threads int `json:"threads,omitempty"`
+
+	// How long a request may wait for a free thread before it is answered
+	// 503 Service Unavailable. Default: 30s.
+	MaxWait caddy.Duration `json:"max_wait,omitempty"`
+
+	app    *WSGIApp
+	logger *zap.Logger
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.python",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision validates the settings, starts CPython (once per process),
+// imports the app and starts its threads.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	if err := h.checkConfig(); err != nil {
+		return err
+	}
+	threads := h.Threads
+	if threads == 0 {
+		threads = DefaultThreads
+	}
+	maxWait := time.Duration(h.MaxWait)
+	if maxWait == 0 {
+		maxWait = DefaultMaxWait
+	}
+	app, err := LoadWSGI(WSGIOptions{
+		Target:     h.ModuleWSGI,
+		WorkingDir: h.WorkingDir,
+		Venv:       h.Venv,
+		Threads:    threads,
+		MaxWait:    maxWait,
+	}, h.logger)
+	if err != nil {
+		return fmt.Errorf("python: cannot load %q: %w", h.ModuleWSGI, err)
+	}
+	h.app = app
+	h.logger.Info("python app ready",
+		zap.String("module_wsgi", h.ModuleWSGI),
+		zap.String("python", PythonVersion()),
+		zap.String("interpreter", "main"),
+		zap.Int("threads", threads),
+		zap.Duration("max_wait", maxWait))
+	return nil
+}
+
+// checkConfig rejects settings that cannot work, naming the fix; it runs
+// before Python starts so `caddy validate` reports these first.
+func (h *Handler) checkConfig() error {
+	if h.ModuleWSGI == "" {
+		return fmt.Errorf(`python: module_wsgi is required, e.g. module_wsgi "myapp.wsgi:application"`)
+	}
+	if mod, attr, ok := strings.Cut(h.ModuleWSGI, ":"); !ok || mod == "" || attr == "" {
+		return fmt.Errorf(`python: module_wsgi %q: expected "module:attribute", e.g. "myapp.wsgi:application"`, h.ModuleWSGI)
+	}
+	for _, d := range []struct {
+		name string
+		path *string
+	}{{"working_dir", &h.WorkingDir}, {"venv", &h.Venv}} {
+		if *d.path == "" {
+			continue
+		}
+		abs, err := filepath.Abs(*d.path)
+		if err != nil {
+			return fmt.Errorf("python: %s %q: %v", d.name, *d.path, err)
+		}
+		if st, err := os.Stat(abs); err != nil || !st.IsDir() {
+			return fmt.Errorf("python: %s %q is not a directory", d.name, *d.path)
+		}
+		*d.path = abs
+	}
+	if h.Threads < 0 {
+		return fmt.Errorf("python: threads must be at least 1, got %d", h.Threads)
+	}
+	if h.MaxWait < 0 {
+		return fmt.Errorf("python: max_wait must not be negative")
+	}
+	return nil
+}
+
+// ServeHTTP hands the request to the app's threads.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	return h.app.Serve(w, r)
+}
+
+// Cleanup stops the app's threads once they finish their current requests
+// (on config reload or stop).
+func (h *Handler) Cleanup() error {
+	if h.app != nil {
+		h.app.Close()
+	}
+	return nil
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens:
+//
+//	python [<module:attribute>] {
+//		module_wsgi <module:attribute>
+//		working_dir <path>
+//		venv        <path>
+//		threads     <count>
+//		max_wait    <duration>
+//	}
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // the directive name
+	if d.NextArg() {
+		h.ModuleWSGI = d.Val()
+	}
+	if d.NextArg() {
+		return d.Errf("python takes one argument, the app as \"module:attribute\"; got also %q", d.Val())
+	}
+	for d.NextBlock(0) {
+		sub := d.Val()
+		switch sub {
+		case "module_wsgi", "working_dir", "venv":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			v := d.Val()
+			if d.NextArg() {
+				return d.Errf("%s takes one argument", sub)
+			}
+			switch sub {
+			case "module_wsgi":
+				if h.ModuleWSGI != "" {
+					return d.Errf("the app is already set to %q", h.ModuleWSGI)
+				}
+				h.ModuleWSGI = v
+			case "working_dir":
+				h.WorkingDir = v
+			case "venv":
+				h.Venv = v
+			}
+		case "threads":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			n, err := strconv.Atoi(d.Val())
+			if err != nil || n < 1 {
+				return d.Errf("threads: expected a whole number >= 1, got %q", d.Val())
+			}
+			h.Threads = n
+		case "max_wait":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			dur, err := caddy.ParseDuration(d.Val())
+			if err != nil || dur <= 0 {
+				return d.Errf("max_wait: expected a positive duration such as 30s, got %q", d.Val())
+			}
+			h.MaxWait = caddy.Duration(dur)
+		case "module_asgi":
+			return d.Errf("module_asgi: ASGI apps are not supported by this version yet; serve a WSGI app with module_wsgi")
+		default:
+			return d.Errf("unknown python subdirective %q; allowed: module_wsgi, working_dir, venv, threads, max_wait", sub)
+		}
+	}
+	return nil
+}
+
+func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	var handler Handler
+	err := handler.UnmarshalCaddyfile(h.Dispenser)
+	return &handler, err
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+	_ caddyfile.Unmarshaler       = (*Handler)(nil)
+)

@@ -1,0 +1,66 @@
+// caddysnake.h: the C bridge between Go and the embedded CPython.
+//
+// Threading model (see threads.go): CPython is started once per process on a
+// dedicated OS thread, the "Python main thread", which also runs every
+// configuration-time call (importing apps, dropping them). Requests run on
+// worker OS threads, one PyThreadState each, created once per thread and kept
+// for its life so threading.local survives between requests (as mod_wsgi does).
+//
+// GIL contract: every function below is called from Go WITHOUT the GIL and
+// returns without it. The Python-facing functions of the _caddysnake module
+// (caddysnake.c) release the GIL around every call back into Go that may block.
+#ifndef CADDYSNAKE_H
+#define CADDYSNAKE_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stddef.h>
+#include <stdint.h>
+
+// A string that is not NUL-terminated; the memory belongs to whoever made it
+// and must outlive the call it is passed to.
+typedef struct {
+	const char *data;
+	size_t len;
+} cs_str;
+
+// Starts CPython on the calling OS thread, which becomes the Python main
+// thread. bootstrap is Python source run once in a private namespace to make
+// the caddysnake package importable; files is a blob of NUL-separated
+// "module name", "source" pairs handed to it; version is the version of the
+// package this binary carries.
+// Returns NULL on success, else a malloc'd message the caller frees.
+char *caddysnake_init(const char *bootstrap, const char *files, size_t files_len,
+                      const char *version);
+
+// The "X.Y.Z" version of the linked CPython (static storage).
+const char *caddysnake_python_version(void);
+
+// On the Python main thread: imports target ("module:attribute") after
+// putting working_dir and venv on sys.path (see caddysnake/loader.py).
+// Returns a new reference to the app callable, or NULL with *err set to a
+// malloc'd message the caller frees.
+PyObject *caddysnake_load_app(const char *target, const char *working_dir,
+                              const char *venv, char **err);
+
+// On the Python main thread: drops a reference returned by
+// caddysnake_load_app.
+void caddysnake_release(PyObject *obj);
+
+// On a worker OS thread: makes that thread's PyThreadState for the main
+// interpreter. It is bound to this OS thread; the caller must keep using the
+// same thread (runtime.LockOSThread) until caddysnake_thread_free.
+PyThreadState *caddysnake_thread_new(void);
+
+// On the thread that made ts: clears and deletes it.
+void caddysnake_thread_free(PyThreadState *ts);
+
+// On the worker thread that owns ts: serves one WSGI request. buf holds n
+// latin-1 strings back to back and ends[i] is the end offset of string i (see
+// wsgi.go for their order). handle identifies the request in the go_*
+// callbacks. Returns caddysnake.wsgi.serve's result code (wsgi.go), or -1 if
+// the call itself failed (the error is logged through go_log).
+int caddysnake_wsgi_call(PyThreadState *ts, PyObject *app, uintptr_t handle,
+                         const char *buf, const int32_t *ends, int n);
+
+#endif

@@ -1,0 +1,212 @@
+package caddysnake
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+)
+
+func parse(t *testing.T, input string) (*Handler, error) {
+	t.Helper()
+	h := new(Handler)
+	err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(input))
+	return h, err
+}
+
+func TestCaddyfileShorthand(t *testing.T) {
+	h, err := parse(t, `python "main:app"`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.ModuleWSGI != "main:app" {
+		t.Fatalf("ModuleWSGI = %q", h.ModuleWSGI)
+	}
+}
+
+func TestCaddyfileBlock(t *testing.T) {
+	h, err := parse(t, `python {
+		module_wsgi "myapp.wsgi:application"
+		working_dir /srv/app
+		venv /srv/app/.venv
+		threads 8
+		max_wait 2s
+	}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Handler{ModuleWSGI: "myapp.wsgi:application", WorkingDir: "/srv/app", Venv: "/srv/app/.venv",
+		Threads: 8, MaxWait: caddy.Duration(2 * time.Second)}
+	if *h != want {
+		t.Fatalf("got %+v, want %+v", *h, want)
+	}
+}
+
+func TestCaddyfileErrors(t *testing.T) {
+	for _, tc := range []struct{ input, want string }{
+		{`python { bogus 1 }`, `unknown python subdirective "bogus"; allowed: module_wsgi`},
+		{`python { threads zero }`, `threads: expected a whole number >= 1`},
+		{`python { threads 0 }`, `threads: expected a whole number >= 1`},
+		{`python { max_wait soon }`, `max_wait: expected a positive duration`},
+		{`python a:b c:d`, `python takes one argument`},
+		{"python a:b {\n module_wsgi c:d\n}", `the app is already set to "a:b"`},
+		{`python { module_asgi main:app }`, `ASGI apps are not supported`},
+		{"python {\n working_dir\n}", `wrong argument count`},
+	} {
+		_, err := parse(t, tc.input)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: got error %v, want one containing %q", tc.input, err, tc.want)
+		}
+	}
+}
+
+// provision builds a Handler the way Caddy does and registers its cleanup.
+func provision(t *testing.T, h *Handler) error {
+	t.Helper()
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	t.Cleanup(cancel)
+	err := h.Provision(ctx)
+	if err == nil {
+		t.Cleanup(func() { _ = h.Cleanup() })
+	}
+	return err
+}
+
+func TestProvisionErrors(t *testing.T) {
+	testdata, _ := filepath.Abs("testdata")
+	for _, tc := range []struct {
+		h    Handler
+		want string
+	}{
+		{Handler{}, "module_wsgi is required"},
+		{Handler{ModuleWSGI: "unit_app"}, `expected "module:attribute"`},
+		{Handler{ModuleWSGI: "unit_app:x", WorkingDir: "/nonexistent/dir"}, `working_dir "/nonexistent/dir" is not a directory`},
+		{Handler{ModuleWSGI: "unit_app:missing", WorkingDir: testdata}, "has no attribute"},
+		{Handler{ModuleWSGI: "unit_app:not_callable", WorkingDir: testdata}, "not callable"},
+		{Handler{ModuleWSGI: "no_such_module_xyz:app", WorkingDir: testdata}, "no_such_module_xyz"},
+		{Handler{ModuleWSGI: "unit_app:hello", WorkingDir: testdata, Threads: -1}, "threads must be at least 1"},
+	} {
+		h := tc.h
+		err := provision(t, &h)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: got error %v, want one containing %q", tc.h, err, tc.want)
+		}
+	}
+}
+
+func serveApp(t *testing.T, h *Handler) *httptest.Server {
+	t.Helper()
+	if err := provision(t, h); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := h.ServeHTTP(w, r, nil); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestServeHello(t *testing.T) {
+	testdata, _ := filepath.Abs("testdata")
+	srv := serveApp(t, &Handler{ModuleWSGI: "unit_app:hello", WorkingDir: testdata, Threads: 4})
+	var wg sync.WaitGroup
+	for i := 0; i < 50; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			code, body := get(t, fmt.Sprintf("%s/req/%d", srv.URL, i))
+			if want := fmt.Sprintf("hello from /req/%d", i); code != 200 || body != want {
+				t.Errorf("got %d %q, want 200 %q", code, body, want)
+			}
+		}(i)
+	}
+	wg.Wait()
+}
+
+func TestServeEchoBody(t *testing.T) {
+	testdata, _ := filepath.Abs("testdata")
+	srv := serveApp(t, &Handler{ModuleWSGI: "unit_app:echo", WorkingDir: testdata, Threads: 2})
+	payload := bytes.Repeat([]byte("0123456789abcdef"), 200_000) // 3.2 MB, several reads
+	resp, err := http.Post(srv.URL, "application/octet-stream", bytes.NewReader(payload))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	got, _ := io.ReadAll(resp.Body)
+	if !bytes.Equal(got, payload) {
+		t.Fatalf("echo: got %d bytes, want %d identical", len(got), len(payload))
+	}
+}
+
+func TestThreadLocalSurvivesBetweenRequests(t *testing.T) {
+	testdata, _ := filepath.Abs("testdata")
+	srv := serveApp(t, &Handler{ModuleWSGI: "unit_app:thread_local", WorkingDir: testdata, Threads: 1})
+	for want := 1; want <= 3; want++ {
+		if _, body := get(t, srv.URL); body != strconv.Itoa(want) {
+			t.Fatalf("request %d on the only thread saw threading.local count %q", want, body)
+		}
+	}
+}
+
+func TestAppExceptionGives500(t *testing.T) {
+	testdata, _ := filepath.Abs("testdata")
+	srv := serveApp(t, &Handler{ModuleWSGI: "unit_app:boom", WorkingDir: testdata, Threads: 1})
+	code, body := get(t, srv.URL)
+	if code != 500 || !strings.Contains(body, "raised an exception") {
+		t.Fatalf("got %d %q", code, body)
+	}
+	// The thread that served the failure keeps serving.
+	if code, _ := get(t, srv.URL); code != 500 {
+		t.Fatalf("second request: %d", code)
+	}
+}
+
+func TestBusyGives503(t *testing.T) {
+	testdata, _ := filepath.Abs("testdata")
+	h := &Handler{ModuleWSGI: "unit_app:hello", WorkingDir: testdata, Threads: 1, MaxWait: caddy.Duration(50 * time.Millisecond)}
+	if err := provision(t, h); err != nil {
+		t.Fatal(err)
+	}
+	// Occupy the only thread with a job that blocks until released.
+	release := make(chan struct{})
+	started := make(chan struct{})
+	go h.app.pool.dispatch(blockingJob{started, release}, nil)
+	<-started
+	defer close(release)
+	rec := httptest.NewRecorder()
+	err := h.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil), nil)
+	if err == nil || !strings.Contains(err.Error(), "all threads are busy") {
+		t.Fatalf("got %v, want ErrBusy", err)
+	}
+}
+
+type blockingJob struct{ started, release chan struct{} }
+
+func (j blockingJob) run(*worker) {
+	close(j.started)
+	<-j.release
+}

@@ -1,0 +1,186 @@
+package caddysnake
+
+// The go_* functions below are called from C (caddysnake.c) on a pool
+// thread, with the GIL released, while a request is in flight. They carry
+// the request as a handle (threads.go), never a Go pointer.
+
+// #include "caddysnake.h"
+import "C"
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"unsafe"
+
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+)
+
+// Result codes shared with caddysnake.c.
+const (
+	goClientGone = -1
+	goInvalid    = -2
+)
+
+var errStaleHandle = errors.New("request is over (handle used outside its request)")
+
+// go_read fills buf from the request body, stopping early only at its end.
+// Returns the byte count, or -1 with the cause kept for go_error.
+//
+//export go_read
+func go_read(h C.uintptr_t, buf *C.char, n C.size_t) C.int64_t {
+	req := requestOf(uintptr(h))
+	if req == nil {
+		return -1
+	}
+	if n == 0 {
+		return 0
+	}
+	p := unsafe.Slice((*byte)(unsafe.Pointer(buf)), int(n))
+	got := 0
+	for got < len(p) {
+		m, err := req.r.Body.Read(p[got:])
+		got += m
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			// Kept so Serve can answer 400/413 instead of 500 when the app
+			// fails because of it (a truncated or malformed chunked body).
+			req.bodyErr = err
+			req.lastErr = err.Error()
+			return -1
+		}
+	}
+	return C.int64_t(got)
+}
+
+// go_write sends the status and headers (when status != 0), then data, and
+// flushes it to the client if asked.
+//
+//export go_write
+func go_write(h C.uintptr_t, status C.int, hdrs *C.cs_str, nhdrs C.size_t, data *C.char, n C.size_t, flush C.int) C.int {
+	req := requestOf(uintptr(h))
+	if req == nil {
+		return goClientGone
+	}
+	if status != 0 {
+		if rc := req.sendHeaders(int(status), hdrs, nhdrs); rc != 0 {
+			return rc
+		}
+	}
+	if n > 0 {
+		if _, err := req.w.Write(unsafe.Slice((*byte)(unsafe.Pointer(data)), int(n))); err != nil {
+			return req.gone(err)
+		}
+	}
+	if flush != 0 {
+		if req.ctl == nil {
+			req.ctl = http.NewResponseController(req.w)
+		}
+		if err := req.ctl.Flush(); err != nil {
+			return req.gone(err)
+		}
+	}
+	return 0
+}
+
+// go_sendfile sends count bytes (all, if negative) of file descriptor fd
+// from offset, letting the kernel copy them (sendfile) where the connection
+// allows it. The fd stays the caller's: we send from a duplicate.
+//
+//export go_sendfile
+func go_sendfile(h C.uintptr_t, status C.int, hdrs *C.cs_str, nhdrs C.size_t, fd C.int, offset C.longlong, count C.longlong) C.int64_t {
+	req := requestOf(uintptr(h))
+	if req == nil {
+		return goClientGone
+	}
+	if status != 0 {
+		if rc := req.sendHeaders(int(status), hdrs, nhdrs); rc != 0 {
+			return C.int64_t(rc)
+		}
+	}
+	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		req.lastErr = "wsgi.file_wrapper: " + err.Error()
+		return goInvalid
+	}
+	f := os.NewFile(uintptr(dup), "wsgi.file_wrapper")
+	defer f.Close()
+	if _, err := f.Seek(int64(offset), io.SeekStart); err != nil {
+		req.lastErr = "wsgi.file_wrapper: " + err.Error()
+		return goInvalid
+	}
+	var src io.Reader = f
+	if count >= 0 {
+		src = io.LimitReader(f, int64(count))
+	}
+	sent, err := io.Copy(req.w, src)
+	if err != nil {
+		return C.int64_t(req.gone(err))
+	}
+	return C.int64_t(sent)
+}
+
+func (req *wsgiRequest) sendHeaders(status int, hdrs *C.cs_str, nhdrs C.size_t) C.int {
+	if req.headersSent {
+		req.lastErr = "headers were already sent"
+		return goInvalid
+	}
+	// net/http panics on codes outside 100-999, and 1xx would not end the
+	// response; PEP 3333 has no interim responses.
+	if status < 200 || status > 999 {
+		req.lastErr = "status code must be 200-999"
+		return goInvalid
+	}
+	header := req.w.Header()
+	pairs := unsafe.Slice(hdrs, 2*int(nhdrs))
+	for i := 0; i < len(pairs); i += 2 {
+		header.Add(C.GoStringN(pairs[i].data, C.int(pairs[i].len)), C.GoStringN(pairs[i+1].data, C.int(pairs[i+1].len)))
+	}
+	req.w.WriteHeader(status)
+	req.headersSent = true
+	return 0
+}
+
+func (req *wsgiRequest) gone(err error) C.int {
+	req.lastErr = err.Error()
+	return goClientGone
+}
+
+// go_error copies the message of the last failure on handle h into buf
+// (for the exception C raises) and returns its length.
+//
+//export go_error
+func go_error(h C.uintptr_t, buf *C.char, n C.size_t) C.size_t {
+	msg := errStaleHandle.Error()
+	if req := requestOf(uintptr(h)); req != nil {
+		msg = req.lastErr
+	}
+	m := copy(unsafe.Slice((*byte)(unsafe.Pointer(buf)), int(n)), msg)
+	return C.size_t(m)
+}
+
+// go_log writes a message from Python (wsgi.errors, tracebacks) to the
+// app's logger; level: 0 debug, 1 info, 2 warning, 3 error.
+//
+//export go_log
+func go_log(h C.uintptr_t, level C.int, msg *C.char, n C.size_t) {
+	logger := zap.L().Named("python")
+	if req := requestOf(uintptr(h)); req != nil {
+		logger = req.app.logger.With(zap.String("method", req.r.Method), zap.String("uri", req.r.RequestURI))
+	}
+	text := C.GoStringN(msg, C.int(n))
+	switch level {
+	case 0:
+		logger.Debug(text)
+	case 1:
+		logger.Info(text)
+	case 2:
+		logger.Warn(text)
+	default:
+		logger.Error(text)
+	}
+}

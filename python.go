@@ -1,0 +1,193 @@
+package caddysnake
+
+// #cgo CFLAGS: -O2 -Wall
+// #include "caddysnake.h"
+// #include <stdlib.h>
+import "C"
+
+import (
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"regexp"
+	"runtime"
+	"strings"
+	"sync"
+	"unsafe"
+)
+
+// The caddysnake Python package, carried inside the binary so that an app's
+// venv does not need it installed (see bootstrapSource).
+//
+//go:embed python/caddysnake/*.py
+var embeddedPackage embed.FS
+
+// PackageVersion is the version of the embedded caddysnake Python package,
+// read from its __init__.py so there is one source of truth.
+var PackageVersion = func() string {
+	src, err := embeddedPackage.ReadFile("python/caddysnake/__init__.py")
+	if err != nil {
+		panic(err)
+	}
+	m := regexp.MustCompile(`(?m)^__version__ = "([^"]+)"`).FindSubmatch(src)
+	if m == nil {
+		panic("python/caddysnake/__init__.py has no __version__ line")
+	}
+	return string(m[1])
+}()
+
+// bootstrapSource runs once in the fresh interpreter. It installs a finder
+// for the embedded package at the END of sys.meta_path, so that a copy
+// pip-installed on sys.path wins; either way the version imported must be the
+// one this binary was built with, because the C bridge and the package speak
+// a private protocol.
+const bootstrapSource = `
+import sys
+import importlib.abc
+import importlib.util
+
+
+class EmbeddedFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    def __init__(self, files):
+        self.files = files
+
+    def find_spec(self, name, path=None, target=None):
+        if name not in self.files:
+            return None
+        is_pkg = name == "caddysnake"
+        origin = "<caddy binary>/" + name.replace(".", "/") + ("/__init__.py" if is_pkg else ".py")
+        return importlib.util.spec_from_loader(name, self, origin=origin, is_package=is_pkg)
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        spec = module.__spec__
+        exec(compile(self.files[spec.name], spec.origin, "exec"), module.__dict__)
+
+
+sys.meta_path.append(EmbeddedFinder(EMBEDDED_FILES))
+
+import caddysnake
+
+if caddysnake.__version__ != BINARY_VERSION:
+    raise RuntimeError(
+        "the caddysnake package imported from %s is version %s, but this caddy binary "
+        "carries %s: run 'pip install caddysnake==%s' there, or uninstall it"
+        % (getattr(caddysnake, "__file__", "?"), caddysnake.__version__, BINARY_VERSION, BINARY_VERSION)
+    )
+
+from caddysnake import bridge, loader, wsgi
+
+serve_wsgi = wsgi.serve
+load_app = loader.load_app
+
+
+def describe_error(exc):
+    if isinstance(exc, bridge.ConfigError):
+        return str(exc)
+    import traceback
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip()
+`
+
+// pythonMain runs closures on the Python main thread: the OS thread that
+// started CPython. Configuration-time work runs there because some libraries
+// (signal handlers, some C extensions) must be imported on the main thread.
+var pythonMain struct {
+	once    sync.Once
+	err     error
+	version string
+	calls   chan func()
+}
+
+// ErrPythonStart wraps a failure to start the embedded interpreter; CPython
+// cannot be started twice in one process, so it is permanent.
+var ErrPythonStart = errors.New("python: the embedded interpreter failed to start (restart caddy after fixing the cause)")
+
+// startPython starts CPython once per process; later calls return the
+// first call's result. CPython is never finalized: it lives as long as the
+// process, across config reloads.
+func startPython() error {
+	pythonMain.once.Do(func() {
+		ready := make(chan error)
+		pythonMain.calls = make(chan func())
+		go func() {
+			// This goroutine never unlocks: its OS thread holds the main
+			// interpreter's main thread state for the life of the process.
+			runtime.LockOSThread()
+			if err := initPython(); err != nil {
+				ready <- err
+				return
+			}
+			ready <- nil
+			for f := range pythonMain.calls {
+				f()
+			}
+		}()
+		if err := <-ready; err != nil {
+			pythonMain.err = fmt.Errorf("%w: %v", ErrPythonStart, err)
+		}
+	})
+	return pythonMain.err
+}
+
+func initPython() error {
+	files, err := embeddedFiles()
+	if err != nil {
+		return err
+	}
+	cboot := C.CString(bootstrapSource)
+	defer C.free(unsafe.Pointer(cboot))
+	cfiles := C.CBytes(files)
+	defer C.free(cfiles)
+	cver := C.CString(PackageVersion)
+	defer C.free(unsafe.Pointer(cver))
+	if cerr := C.caddysnake_init(cboot, (*C.char)(cfiles), C.size_t(len(files)), cver); cerr != nil {
+		defer C.free(unsafe.Pointer(cerr))
+		return errors.New(C.GoString(cerr))
+	}
+	v := C.GoString(C.caddysnake_python_version())
+	pythonMain.version, _, _ = strings.Cut(v, " ")
+	return nil
+}
+
+// embeddedFiles lays out the package as NUL-separated "module", "source"
+// pairs, the form caddysnake_init reads.
+func embeddedFiles() ([]byte, error) {
+	entries, err := fs.ReadDir(embeddedPackage, "python/caddysnake")
+	if err != nil {
+		return nil, err
+	}
+	var out []byte
+	for _, e := range entries {
+		name := e.Name()
+		src, err := embeddedPackage.ReadFile(path.Join("python/caddysnake", name))
+		if err != nil {
+			return nil, err
+		}
+		mod := "caddysnake." + strings.TrimSuffix(name, ".py")
+		if name == "__init__.py" {
+			mod = "caddysnake"
+		}
+		out = append(out, mod...)
+		out = append(out, 0)
+		out = append(out, src...)
+		out = append(out, 0)
+	}
+	return out, nil
+}
+
+// onPythonMain runs f on the Python main thread and waits for it.
+func onPythonMain(f func()) {
+	done := make(chan struct{})
+	pythonMain.calls <- func() {
+		defer close(done)
+		f()
+	}
+	<-done
+}
+
+// PythonVersion is the "X.Y.Z" version of the linked CPython, once started.
+func PythonVersion() string { return pythonMain.version }

@@ -1,0 +1,30 @@
+"""The one place that knows about the native `_caddysnake` module.
+
+Inside Caddy, `_caddysnake` is a built-in module registered by the embedding C
+code. Outside Caddy (tests, tooling) it does not exist: `native` is then None
+and the exception classes are plain Python stand-ins, so the rest of the
+package can be imported and exercised with a fake native module.
+"""
+
+try:
+    import _caddysnake as native
+except ImportError:  # not running inside Caddy
+    native = None
+
+
+if native is not None:
+    # Use the native classes so that `except ClientDisconnected` in Python
+    # catches exactly what the C functions raise.
+    ClientDisconnected = native.ClientDisconnected
+    RequestBodyError = native.RequestBodyError
+else:
+
+    class ClientDisconnected(OSError):
+        """The client went away; nothing more can be sent for this request."""
+
+    class RequestBodyError(OSError):
+        """The request body is malformed or the client stopped sending it."""
+
+
+class ConfigError(Exception):
+    """A configuration problem; the message says what to fix."""

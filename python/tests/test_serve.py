@@ -1,0 +1,503 @@
+import io
+import os
+import sys
+
+import pytest
+
+from caddysnake import ClientDisconnected, wsgi
+
+TEXT = [("Content-Type", "text/plain")]
+
+
+class Closing:
+    """A response iterable that counts close() calls."""
+
+    def __init__(self, chunks, fail_at=None, close_raises=False):
+        self.chunks = chunks
+        self.fail_at = fail_at
+        self.close_raises = close_raises
+        self.closed = 0
+
+    def __iter__(self):
+        for i, c in enumerate(self.chunks):
+            if i == self.fail_at:
+                raise RuntimeError("boom in iteration")
+            yield c
+
+    def close(self):
+        self.closed += 1
+        if self.close_raises:
+            raise ValueError("boom in close")
+
+
+def simple(status="200 OK", headers=TEXT, body=(b"hello",)):
+    def app(environ, start_response):
+        start_response(status, list(headers))
+        return list(body)
+
+    return app
+
+
+def test_hello_list_sets_content_length(run, native):
+    code, r = run(simple(body=[b"hello ", b"world"]))
+    assert code == 0
+    assert r.status == 200
+    assert r.header("Content-Length") == "11"
+    assert r.body == b"hello world"
+    assert [c.flush for c in r.calls] == [False, False]
+    assert r.calls[0].data == b"hello "  # headers go with the first chunk
+
+
+def test_tuple_and_existing_content_length_kept(run):
+    def app(environ, start_response):
+        start_response("201 Created", [("Content-Length", "3"), ("Content-Type", "a/b")])
+        return (b"abc",)
+
+    code, r = run(app)
+    assert code == 0 and r.status == 201
+    assert [v for n, v in r.headers if n == "Content-Length"] == ["3"]
+
+
+def test_content_length_truncates_extra_bytes(run):
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Length", "4")])
+        return iter([b"ab", b"cdef", b"never"])
+
+    code, r = run(app)
+    assert code == 0
+    assert r.body == b"abcd"
+
+
+def test_generator_streams_with_flush_and_delays_headers(run, native):
+    seen = []
+
+    def app(environ, start_response):
+        start_response("200 OK", TEXT)
+        yield b""
+        seen.append(len(native.calls))  # headers not sent for an empty chunk
+        yield b"one"
+        seen.append(len(native.calls))
+        yield b""
+        yield b"two"
+
+    code, r = run(app)
+    assert code == 0
+    assert seen == [0, 1]
+    assert [(c.data, c.flush, c.headers is not None) for c in r.calls] == [
+        (b"one", True, True),
+        (b"two", True, False),
+    ]
+    assert r.header("Content-Length") is None
+
+
+def test_start_response_inside_generator(run):
+    def app(environ, start_response):
+        start_response("200 OK", TEXT)
+        yield b"lazy"
+
+    code, r = run(app)
+    assert code == 0 and r.body == b"lazy"
+
+
+def test_empty_iterable_sends_headers_once(run):
+    code, r = run(lambda e, s: (s("204 No Content", []), iter([b"", b""]))[1])
+    assert code == 0
+    assert r.status == 204
+    assert [(c.data, c.headers) for c in r.calls] == [(b"", [])]
+
+
+def test_empty_list_has_content_length_zero(run):
+    code, r = run(simple(body=[]))
+    assert code == 0
+    assert r.header("Content-Length") == "0"
+    assert len(r.calls) == 1
+
+
+def test_write_callable(run, native):
+    def app(environ, start_response):
+        write = start_response("200 OK", TEXT)
+        write(b"first")
+        write(b"")
+        write(b"second")
+        return [b"third"]
+
+    code, r = run(app)
+    assert code == 0
+    assert r.body == b"firstsecondthird"
+    assert [c.flush for c in r.calls][:2] == [True, True]
+    assert r.calls[0].headers is not None
+    # Headers were already sent: no Content-Length can be added any more.
+    assert r.header("Content-Length") is None
+
+
+def test_write_before_start_response_is_an_error(run, native):
+    def app(environ, start_response):
+        write = start_response.__self__.write
+        write(b"x")
+
+    code, r = run(app)
+    assert code == 1
+    assert "write() called before start_response()" in native.errors()[0]
+
+
+def test_head_sends_no_body(run):
+    ran = []
+
+    def gen_app(environ, start_response):
+        start_response("200 OK", TEXT)
+        yield b"abc"
+        ran.append(True)
+
+    code, r = run(simple(body=[b"hello"]), method="HEAD")
+    assert code == 0 and r.body == b"" and r.header("Content-Length") == "5"
+    code, r = run(gen_app, method="HEAD", handle=2)
+    assert code == 0 and r.body == b"" and r.status == 200
+    assert ran == [True]
+
+
+def test_head_with_write(run):
+    def app(environ, start_response):
+        w = start_response("200 OK", TEXT)
+        w(b"abc")
+        w(b"def")
+        return []
+
+    code, r = run(app, method="HEAD")
+    assert code == 0 and r.body == b"" and len(r.calls) == 1
+
+
+def test_exception_before_headers(run, native):
+    def app(environ, start_response):
+        raise KeyError("missing-thing")
+
+    code, r = run(app)
+    assert code == 1
+    assert r.calls == []
+    (msg,) = native.errors()
+    assert msg.startswith("WSGI app raised an exception")
+    assert "Traceback" in msg and "KeyError: 'missing-thing'" in msg and "in app" in msg
+
+
+def test_exception_after_headers(run, native):
+    def app(environ, start_response):
+        start_response("200 OK", TEXT)
+        yield b"partial"
+        raise RuntimeError("kaboom")
+
+    code, r = run(app)
+    assert code == 2
+    assert r.body == b"partial"
+    (msg,) = native.errors()
+    assert msg.startswith("WSGI app raised an exception") and "RuntimeError: kaboom" in msg
+
+
+@pytest.mark.parametrize("exc", [SystemExit(3), KeyboardInterrupt(), GeneratorExit()])
+def test_base_exceptions_are_caught(run, native, exc):
+    def app(environ, start_response):
+        raise exc
+
+    code, _ = run(app)
+    assert code == 1
+    assert type(exc).__name__ in native.errors()[0]
+
+
+def test_start_response_not_called(run, native):
+    code, r = run(lambda e, s: [b"x"])
+    assert code == 1
+    assert "start_response() was not called" in native.errors()[0]
+    code, r = run(lambda e, s: iter([]), handle=2)
+    assert code == 1
+    assert r.calls == []
+
+
+def test_exc_info_replaces_headers_before_send(run):
+    def app(environ, start_response):
+        start_response("200 OK", TEXT)
+        try:
+            raise ValueError("oops")
+        except ValueError:
+            start_response("500 Internal Server Error", [("Content-Type", "text/html")], sys.exc_info())
+        return [b"error page"]
+
+    code, r = run(app)
+    assert code == 0
+    assert r.status == 500
+    assert r.header("Content-Type") == "text/html"
+    assert r.body == b"error page"
+
+
+def test_exc_info_after_send_reraises(run, native):
+    def app(environ, start_response):
+        w = start_response("200 OK", TEXT)
+        w(b"sent")
+        try:
+            raise ValueError("original")
+        except ValueError:
+            start_response("500 Internal Server Error", TEXT, sys.exc_info())
+        return [b"not reached"]
+
+    code, r = run(app)
+    assert code == 2
+    assert "ValueError: original" in native.errors()[0]
+    assert r.body == b"sent"
+
+
+def test_second_start_response_without_exc_info(run, native):
+    def app(environ, start_response):
+        start_response("200 OK", TEXT)
+        start_response("200 OK", TEXT)
+        return []
+
+    code, _ = run(app)
+    assert code == 1
+    assert "second time" in native.errors()[0]
+
+
+@pytest.mark.parametrize(
+    "status, headers, needle",
+    [
+        ("200", TEXT, "200 OK"),
+        ("2000 OK", TEXT, "200 OK"),
+        ("abc OK", TEXT, "200 OK"),
+        (200, TEXT, "str"),
+        (b"200 OK", TEXT, "str"),
+        ("200 OK", (("A", "b"),), "list"),
+        ("200 OK", [["A", "b"]], "tuple"),
+        ("200 OK", [("A", 1)], "str"),
+        ("200 OK", [("Connection", "close")], "Connection"),
+        ("200 OK", [("Transfer-Encoding", "chunked")], "Transfer-Encoding"),
+        ("200 OK", [("keep-alive", "x")], "keep-alive"),
+        ("200 OK", [("Upgrade", "h2c")], "Upgrade"),
+        ("200 OK", [("X-A", "b\r\nSet-Cookie: x")], "line break"),
+        ("200 OK", [("X-A\n", "b")], "line break"),
+        ("200 OK\r\n", [], "line break"),
+        ("200 OK", [("X-A", "caf\u00e9 \u2603")], "latin-1"),
+        ("200 OK", [("Content-Length", "ten")], "Content-Length"),
+    ],
+)
+def test_start_response_validation(run, native, status, headers, needle):
+    def app(environ, start_response):
+        start_response(status, headers)
+        return [b"x"]
+
+    code, r = run(app)
+    assert code == 1
+    assert r.calls == []
+    assert needle in native.errors()[0]
+
+
+def test_latin1_header_value_allowed(run):
+    code, r = run(simple(headers=[("X-Name", "caf\u00e9")]))
+    assert code == 0 and r.header("X-Name") == "caf\u00e9"
+
+
+def test_str_body_is_an_error(run, native):
+    code, _ = run(simple(body=["text"]))
+    assert code == 1
+    assert "bytes" in native.errors()[0]
+
+
+def test_close_called_on_success(run):
+    body = Closing([b"a", b"b"])
+    code, r = run(lambda e, s: (s("200 OK", TEXT), body)[1])
+    assert code == 0 and body.closed == 1 and r.body == b"ab"
+
+
+def test_close_called_on_error(run):
+    body = Closing([b"a", b"b"], fail_at=1)
+    code, _ = run(lambda e, s: (s("200 OK", TEXT), body)[1])
+    assert code == 2 and body.closed == 1
+    body = Closing([b"a"], fail_at=0)
+    code, _ = run(lambda e, s: (s("200 OK", TEXT), body)[1], handle=2)
+    assert code == 1 and body.closed == 1
+
+
+def test_close_called_on_disconnect(run, native):
+    native.disconnect_after = 1
+    body = Closing([b"a", b"b", b"c"])
+    code, r = run(lambda e, s: (s("200 OK", TEXT), body)[1])
+    assert code == 3
+    assert body.closed == 1
+    assert r.body == b"a"
+    assert native.errors() == []
+    assert any(level == 0 for _, level, _ in native.logs)
+
+
+def test_close_raising_counts_as_app_error(run, native):
+    body = Closing([b"a"], close_raises=True)
+    code, _ = run(lambda e, s: (s("200 OK", TEXT), body)[1])
+    assert code == 2
+    assert "boom in close" in native.errors()[0]
+    body = Closing([], close_raises=True)
+    code, _ = run(lambda e, s: body, handle=2)
+    assert code == 1  # start_response missing; close still called
+    assert body.closed == 1
+
+
+def test_disconnect_on_first_write(run, native):
+    native.disconnect_after = 0
+    code, r = run(simple())
+    assert code == 3
+    assert r.calls == []
+
+
+def test_disconnect_caught_by_app_still_reports_3(run, native):
+    native.disconnect_after = 1
+
+    def app(environ, start_response):
+        w = start_response("200 OK", TEXT)
+        w(b"one")
+        try:
+            w(b"two")
+        except ClientDisconnected:
+            pass
+        try:
+            w(b"three")  # must not reach the native side again
+        except ClientDisconnected:
+            pass
+        return []
+
+    code, r = run(app)
+    assert code == 3
+    assert len(native.calls) == 1
+
+
+def test_request_body_error_is_app_error(run, native):
+    def app(environ, start_response):
+        environ["wsgi.input"].read()
+        start_response("200 OK", TEXT)
+        return [b"x"]
+
+    code, _ = run(app, body=b"x" * 100, fail_at=10)
+    assert code == 1
+    assert "RequestBodyError" in native.errors()[0]
+
+
+def test_echo_body(run):
+    def app(environ, start_response):
+        n = int(environ.get("CONTENT_LENGTH") or 0)
+        data = environ["wsgi.input"].read(n)
+        start_response("200 OK", TEXT)
+        return [data[::-1]]
+
+    code, r = run(app, body=b"abcdef", headers=[("Content-Length", "6")], method="POST")
+    assert code == 0 and r.body == b"fedcba"
+
+
+def test_errors_flushed_at_end(run, native):
+    def app(environ, start_response):
+        environ["wsgi.errors"].write("no newline")
+        start_response("200 OK", TEXT)
+        return []
+
+    code, _ = run(app)
+    assert code == 0
+    assert (1, 2, "no newline") in native.logs
+
+
+def test_serve_never_raises_on_bad_request_tuple(native):
+    code = wsgi.serve(lambda e, s: [], ("GET",), 1)
+    assert code == 1
+    assert native.errors()
+
+
+# ---------------------------------------------------------------- file_wrapper
+
+
+def test_file_wrapper_uses_sendfile(run, native, tmp_path):
+    p = tmp_path / "f.bin"
+    data = os.urandom(50_000)
+    p.write_bytes(data)
+    files = []
+
+    def app(environ, start_response):
+        f = open(p, "rb")
+        f.seek(1000)
+        files.append(f)
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return environ["wsgi.file_wrapper"](f, 4096)
+
+    code, r = run(app)
+    assert code == 0
+    (call,) = r.calls
+    assert call.kind == "sendfile"
+    assert (call.offset, call.count) == (1000, 49_000)
+    assert call.headers is not None
+    assert r.header("Content-Length") == "49000"
+    assert r.body == data[1000:]
+    assert files[0].closed
+
+
+def test_file_wrapper_sendfile_respects_smaller_content_length(run, tmp_path):
+    p = tmp_path / "f.bin"
+    p.write_bytes(b"0123456789")
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Length", "4")])
+        return environ["wsgi.file_wrapper"](open(p, "rb"))
+
+    code, r = run(app)
+    assert code == 0
+    assert (r.calls[0].kind, r.calls[0].offset, r.calls[0].count) == ("sendfile", 0, 4)
+    assert r.body == b"0123"
+
+
+def test_file_wrapper_head_sends_no_file(run, tmp_path):
+    p = tmp_path / "f.bin"
+    p.write_bytes(b"0123456789")
+
+    def app(environ, start_response):
+        start_response("200 OK", [])
+        return environ["wsgi.file_wrapper"](open(p, "rb"))
+
+    code, r = run(app, method="HEAD")
+    assert code == 0
+    assert [c.kind for c in r.calls] == ["write"]
+    assert r.body == b"" and r.header("Content-Length") == "10"
+
+
+def test_file_wrapper_bytesio_iterates(run):
+    f = io.BytesIO(b"x" * 10_000)
+
+    def app(environ, start_response):
+        start_response("200 OK", TEXT)
+        return environ["wsgi.file_wrapper"](f, 4096)
+
+    code, r = run(app)
+    assert code == 0
+    assert [c.kind for c in r.calls] == ["write"] * 3
+    assert r.body == b"x" * 10_000
+    assert f.closed
+
+
+def test_file_wrapper_pipe_iterates(run):
+    rfd, wfd = os.pipe()
+    os.write(wfd, b"from a pipe")
+    os.close(wfd)
+    f = os.fdopen(rfd, "rb")
+
+    def app(environ, start_response):
+        start_response("200 OK", TEXT)
+        return environ["wsgi.file_wrapper"](f)
+
+    code, r = run(app)
+    assert code == 0
+    assert all(c.kind == "write" for c in r.calls)
+    assert r.body == b"from a pipe"
+    assert f.closed
+
+
+def test_file_wrapper_sendfile_disconnect(run, native, tmp_path):
+    p = tmp_path / "f.bin"
+    p.write_bytes(b"abc")
+    native.disconnect_after = 0
+    files = []
+
+    def app(environ, start_response):
+        start_response("200 OK", [])
+        files.append(open(p, "rb"))
+        return environ["wsgi.file_wrapper"](files[0])
+
+    code, _ = run(app)
+    assert code == 3
+    assert files[0].closed

@@ -1,0 +1,30 @@
+# Apps the Go unit tests serve (caddysnake_test.go).
+import threading
+
+_local = threading.local()
+
+
+def hello(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"hello from ", environ["PATH_INFO"].encode("latin-1")]
+
+
+def thread_local(environ, start_response):
+    # A thread keeps one PyThreadState for its life, so threading.local
+    # survives between the requests it serves.
+    _local.count = getattr(_local, "count", 0) + 1
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [str(_local.count).encode()]
+
+
+def echo(environ, start_response):
+    body = environ["wsgi.input"].read()
+    start_response("200 OK", [("Content-Type", "application/octet-stream")])
+    return [body]
+
+
+def boom(environ, start_response):
+    raise RuntimeError("boom from unit_app")
+
+
+not_callable = 42

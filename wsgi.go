@@ -1,0 +1,251 @@
+package caddysnake
+
+// #include "caddysnake.h"
+// #include <stdlib.h>
+import "C"
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+	"unsafe"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+)
+
+// Result codes of caddysnake.wsgi.serve (python/caddysnake/wsgi.py).
+const (
+	wsgiOK              = 0
+	wsgiErrorBeforeSend = 1 // app raised before any header was sent
+	wsgiErrorAfterSend  = 2 // app raised mid-response
+	wsgiClientGone      = 3
+	wsgiBridgeError     = -1 // serve itself failed; logged by the bridge
+)
+
+// WSGIApp is one imported WSGI callable and the threads that run it.
+type WSGIApp struct {
+	target string
+	obj    *C.PyObject
+	pool   *pool
+	logger *zap.Logger
+}
+
+// WSGIOptions says what to import and how to run it.
+type WSGIOptions struct {
+	Target     string // "module:attribute"
+	WorkingDir string
+	Venv       string
+	Threads    int
+	MaxWait    time.Duration
+}
+
+// LoadWSGI starts CPython if needed, imports the app and starts its threads.
+func LoadWSGI(opts WSGIOptions, logger *zap.Logger) (*WSGIApp, error) {
+	if err := startPython(); err != nil {
+		return nil, err
+	}
+	var obj *C.PyObject
+	var loadErr error
+	onPythonMain(func() {
+		ct, cw, cv := C.CString(opts.Target), C.CString(opts.WorkingDir), C.CString(opts.Venv)
+		defer freeAll(ct, cw, cv)
+		var cerr *C.char
+		obj = C.caddysnake_load_app(ct, cw, cv, &cerr)
+		if obj == nil {
+			loadErr = errors.New(C.GoString(cerr))
+			C.free(unsafe.Pointer(cerr))
+		}
+	})
+	if loadErr != nil {
+		return nil, loadErr
+	}
+	app := &WSGIApp{target: opts.Target, obj: obj, logger: logger}
+	app.pool = newPool(opts.Threads, opts.MaxWait)
+	return app, nil
+}
+
+// Close stops taking requests; the threads finish what they serve, then the
+// app object is dropped.
+func (a *WSGIApp) Close() {
+	a.pool.close(func() {
+		onPythonMain(func() { C.caddysnake_release(a.obj) })
+	})
+}
+
+// wsgiRequest is one request in flight; its fields are touched by the
+// worker thread (and the C callbacks it makes) until done is signalled, and
+// by ServeHTTP's goroutine after.
+type wsgiRequest struct {
+	app         *WSGIApp
+	w           http.ResponseWriter
+	r           *http.Request
+	done        chan int // the result code
+	headersSent bool
+	bodyErr     error  // why reading the body failed, if it did
+	lastErr     string // message for the exception C raises
+	ctl         *http.ResponseController
+}
+
+var requestPool = sync.Pool{New: func() any { return &wsgiRequest{done: make(chan int, 1)} }}
+
+// Serve runs one request through the app.
+func (a *WSGIApp) Serve(w http.ResponseWriter, r *http.Request) error {
+	req := requestPool.Get().(*wsgiRequest)
+	*req = wsgiRequest{app: a, w: w, r: r, done: req.done}
+	defer func() {
+		*req = wsgiRequest{done: req.done}
+		requestPool.Put(req)
+	}()
+	if err := a.pool.dispatch(req, r.Context().Done()); err != nil {
+		switch err {
+		case ErrBusy, ErrStopped:
+			return caddyhttp.Error(http.StatusServiceUnavailable, err)
+		default:
+			return caddyhttp.Error(499, err) // client closed request, nginx's code
+		}
+	}
+	rc := <-req.done
+	switch {
+	case rc == wsgiOK, rc == wsgiClientGone:
+		return nil
+	case req.headersSent:
+		// PEP 3333 "Error Handling": once headers are out the status cannot
+		// change; abort the connection so the client sees a broken response
+		// rather than a truncated one that looks complete.
+		panic(http.ErrAbortHandler)
+	case req.bodyErr != nil:
+		var tooLarge *http.MaxBytesError
+		if errors.As(req.bodyErr, &tooLarge) {
+			return caddyhttp.Error(http.StatusRequestEntityTooLarge, req.bodyErr)
+		}
+		return caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("reading request body: %w", req.bodyErr))
+	default:
+		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("python app %s raised an exception (traceback logged above)", a.target))
+	}
+}
+
+// run is the pool-thread half of Serve.
+func (req *wsgiRequest) run(w *worker) {
+	w.seq.Add(1)
+	w.cur.Store(req)
+	n := w.marshal(req.r)
+	rc := C.caddysnake_wsgi_call(w.ts, req.app.obj, C.uintptr_t(w.handle()),
+		(*C.char)(unsafe.Pointer(&w.buf[0])), (*C.int32_t)(unsafe.Pointer(&w.ends[0])), C.int(n))
+	w.cur.Store(nil)
+	req.done <- int(rc)
+}
+
+// marshal lays out the request for caddysnake_wsgi_call as back-to-back
+// strings in the worker's reused buffer, in the order of the req tuple that
+// caddysnake.wsgi.build_environ reads:
+//
+//	method, script_name, path_info, query_string, server_protocol,
+//	url_scheme, server_name, server_port, remote_addr, remote_port,
+//	then header name, value pairs (one pair per value).
+//
+// The buffer holds no Go pointers, so passing it to C needs no pinning.
+func (w *worker) marshal(r *http.Request) int {
+	w.buf, w.ends = w.buf[:0], w.ends[:0]
+	scriptName, pathInfo := splitScriptName(r)
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	serverName, serverPort := serverAddr(r, scheme)
+	remoteAddr, remotePort := remoteAddr(r)
+	w.add(r.Method)
+	w.add(scriptName)
+	w.add(pathInfo)
+	w.add(r.URL.RawQuery)
+	w.add(protocol(r))
+	w.add(scheme)
+	w.add(serverName)
+	w.add(serverPort)
+	w.add(remoteAddr)
+	w.add(remotePort)
+	w.add("Host")
+	w.add(r.Host)
+	for name, values := range r.Header {
+		for _, v := range values {
+			w.add(name)
+			w.add(v)
+		}
+	}
+	return len(w.ends)
+}
+
+func (w *worker) add(s string) {
+	w.buf = append(w.buf, s...)
+	w.ends = append(w.ends, int32(len(w.buf)))
+}
+
+// splitScriptName derives SCRIPT_NAME from a prefix Caddy stripped before
+// us (handle_path, uri strip_prefix): the original path ends with the
+// current one, and what comes before it is where the app is mounted.
+func splitScriptName(r *http.Request) (scriptName, pathInfo string) {
+	pathInfo = r.URL.Path
+	if orig, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request); ok && orig.URL != nil {
+		op := orig.URL.Path
+		if len(op) > len(pathInfo) && strings.HasSuffix(op, pathInfo) {
+			scriptName = strings.TrimSuffix(op[:len(op)-len(pathInfo)], "/")
+			if pathInfo == "" || pathInfo[0] != '/' {
+				pathInfo = "/" + pathInfo
+			}
+		}
+	}
+	return scriptName, pathInfo
+}
+
+// protocol is SERVER_PROTOCOL as negotiated.
+func protocol(r *http.Request) string {
+	switch r.ProtoMajor {
+	case 3:
+		return "HTTP/3"
+	case 2:
+		return "HTTP/2.0"
+	}
+	return r.Proto
+}
+
+// serverAddr is SERVER_NAME and SERVER_PORT: the host the client asked for,
+// and the port from Host or, when Host has none, the listener's.
+func serverAddr(r *http.Request, scheme string) (string, string) {
+	if host, port, err := net.SplitHostPort(r.Host); err == nil {
+		return host, port
+	}
+	host := strings.TrimSuffix(strings.TrimPrefix(r.Host, "["), "]")
+	if la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+		if _, port, err := net.SplitHostPort(la.String()); err == nil {
+			return host, port
+		}
+	}
+	if scheme == "https" {
+		return host, "443"
+	}
+	return host, "80"
+}
+
+// remoteAddr is the client as Caddy sees it: its client IP honours
+// trusted_proxies; the port is known only when that IP is the direct peer.
+func remoteAddr(r *http.Request) (string, string) {
+	peerHost, peerPort, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		peerHost, peerPort = r.RemoteAddr, ""
+	}
+	ip, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
+	if ip == "" || ip == peerHost {
+		return peerHost, peerPort
+	}
+	return ip, ""
+}
+
+func freeAll(ps ...*C.char) {
+	for _, p := range ps {
+		C.free(unsafe.Pointer(p))
+	}
+}

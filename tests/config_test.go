@@ -1,0 +1,115 @@
+package tests
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestConfigErrorsFailValidate(t *testing.T) {
+	t.Parallel()
+
+	// A venv made for another Python version.
+	fakeVenv := filepath.Join(t.TempDir(), "venv39")
+	if err := os.MkdirAll(filepath.Join(fakeVenv, "lib", "python3.9", "site-packages"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(fakeVenv, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := "home = /usr/bin\ninclude-system-site-packages = false\nversion = 3.9.1\n"
+	if err := os.WriteFile(filepath.Join(fakeVenv, "pyvenv.cfg"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	missingDir := filepath.Join(t.TempDir(), "does-not-exist")
+
+	site := func(body string) string {
+		return "http://127.0.0.1:{{PORT}} {\n\tpython {\n" + body + "\n\t}\n}\n"
+	}
+
+	t.Run("valid config validates", func(t *testing.T) {
+		out, err := validate(t, site(`module_wsgi "wsgi_alpha:app"
+		working_dir {{APPS}}`))
+		if err != nil {
+			t.Fatalf("a valid config failed validation: %v\n%s", err, out)
+		}
+	})
+
+	cases := []struct {
+		name string
+		body string
+		want []string // all must appear in the output
+	}{
+		{
+			name: "missing attribute",
+			body: `module_wsgi "wsgi_alpha:nope_not_here"
+		working_dir {{APPS}}`,
+			want: []string{"nope_not_here", "has no attribute"},
+		},
+		{
+			name: "bad module:attr syntax",
+			body: `module_wsgi "wsgi_alpha_app"
+		working_dir {{APPS}}`,
+			want: []string{`expected "module:attribute"`},
+		},
+		{
+			name: "empty attribute",
+			body: `module_wsgi "wsgi_alpha:"
+		working_dir {{APPS}}`,
+			want: []string{`expected "module:attribute"`},
+		},
+		{
+			name: "import error shows the traceback",
+			body: `module_wsgi "cfg_import_error:app"
+		working_dir {{APPS}}`,
+			want: []string{"Traceback", "no_such_module_caddysnake_4242", "cfg_import_error"},
+		},
+		{
+			name: "attribute not callable",
+			body: `module_wsgi "cfg_not_callable:app"
+		working_dir {{APPS}}`,
+			want: []string{"cfg_not_callable:app", "callable"},
+		},
+		{
+			name: "unknown subdirective",
+			body: `module_wsgi "wsgi_alpha:app"
+		working_dir {{APPS}}
+		bogus_subdirective 1`,
+			want: []string{"unknown python subdirective", "bogus_subdirective"},
+		},
+		{
+			name: "working_dir missing",
+			body: `module_wsgi "wsgi_alpha:app"
+		working_dir ` + missingDir,
+			want: []string{"working_dir", missingDir, "not a directory"},
+		},
+		{
+			name: "venv for another Python version",
+			body: `module_wsgi "wsgi_alpha:app"
+		working_dir {{APPS}}
+		venv ` + fakeVenv,
+			want: []string{"3.9", fakeVenv},
+		},
+		{
+			name: "module_wsgi missing",
+			body: `working_dir {{APPS}}`,
+			want: []string{"module_wsgi"},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := validate(t, site(tc.body))
+			if err == nil {
+				t.Fatalf("caddy validate succeeded, want a non-zero exit; output:\n%s", out)
+			}
+			// Caddy logs the error as JSON: undo its string escaping.
+			plain := strings.NewReplacer(`\"`, `"`, `\n`, "\n", `\t`, "\t").Replace(out)
+			for _, w := range tc.want {
+				if !strings.Contains(plain, w) {
+					t.Errorf("output does not contain %q:\n%s", w, out)
+				}
+			}
+		})
+	}
+}

@@ -2,6 +2,7 @@ package tests
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -23,6 +24,22 @@ func TestConfigErrorsFailValidate(t *testing.T) {
 		t.Fatal(err)
 	}
 	missingDir := filepath.Join(t.TempDir(), "does-not-exist")
+
+	// A venv for the right Python that holds another caddysnake version.
+	// The linked Python is the one the test venv was made with (Makefile).
+	py := "python3"
+	if v := os.Getenv("CADDYSNAKE_VENV"); v != "" {
+		py = filepath.Join(v, "bin", "python")
+	}
+	pyver := strings.TrimSpace(runOut(t, py, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"))
+	oldPkgVenv := filepath.Join(t.TempDir(), "venv-old-caddysnake")
+	oldSite := filepath.Join(oldPkgVenv, "lib", "python"+pyver, "site-packages")
+	if err := os.MkdirAll(filepath.Join(oldSite, "caddysnake-0.0.1.dist-info"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(oldPkgVenv, "pyvenv.cfg"), []byte("home = /usr/bin\nversion = "+pyver+".0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 
 	site := func(body string) string {
 		return "http://127.0.0.1:{{PORT}} {\n\tpython {\n" + body + "\n\t}\n}\n"
@@ -92,6 +109,13 @@ func TestConfigErrorsFailValidate(t *testing.T) {
 			want: []string{"3.9", fakeVenv},
 		},
 		{
+			name: "venv holding another caddysnake version",
+			body: `module_wsgi "wsgi_alpha:app"
+		working_dir {{APPS}}
+		venv ` + oldPkgVenv,
+			want: []string{"0.0.1", "0.1.0", "caddysnake"},
+		},
+		{
 			name: "module_wsgi missing",
 			body: `working_dir {{APPS}}`,
 			want: []string{"module_wsgi"},
@@ -112,4 +136,13 @@ func TestConfigErrorsFailValidate(t *testing.T) {
 			}
 		})
 	}
+}
+
+func runOut(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).Output()
+	if err != nil {
+		t.Fatalf("%s %v: %v", name, args, err)
+	}
+	return string(out)
 }

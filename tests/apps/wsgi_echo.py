@@ -10,47 +10,36 @@ import hashlib
 import json
 
 
+def _pieces(inp, path):
+    """The body as the app reads it, piece by piece, in the path's way."""
+    if path in ("/read", "/raw"):
+        return iter(lambda: inp.read(65536), b"")
+    if path == "/readline":
+        return iter(inp.readline, b"")
+    if path == "/iter":
+        return inp
+    return None
+
+
 def app(environ, start_response):
     path = environ["PATH_INFO"]
-    inp = environ["wsgi.input"]
-    h = hashlib.sha256()
-    n = 0
-    calls = 0
-    max_chunk = 0
-    parts = []
-    if path in ("/read", "/raw"):
-        while True:
-            b = inp.read(65536)
-            calls += 1
-            if not b:
-                break
-            max_chunk = max(max_chunk, len(b))
-            h.update(b)
-            n += len(b)
-            if path == "/raw":
-                parts.append(b)
-    elif path == "/readline":
-        while True:
-            b = inp.readline()
-            calls += 1
-            if not b:
-                break
-            max_chunk = max(max_chunk, len(b))
-            h.update(b)
-            n += len(b)
-    elif path == "/iter":
-        for b in inp:
-            calls += 1
-            max_chunk = max(max_chunk, len(b))
-            h.update(b)
-            n += len(b)
-    else:
+    pieces = _pieces(environ["wsgi.input"], path)
+    if pieces is None:
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"echo"]
+    h = hashlib.sha256()
+    n = calls = max_chunk = 0
+    parts = []
+    for b in pieces:
+        calls += 1
+        max_chunk = max(max_chunk, len(b))
+        h.update(b)
+        n += len(b)
+        if path == "/raw":
+            parts.append(b)
     if path == "/raw":
-        body = b"".join(parts)
         start_response("200 OK", [("Content-Type", "application/octet-stream")])
-        return [body]
+        return [b"".join(parts)]
     body = json.dumps({"len": n, "sha256": h.hexdigest(), "calls": calls, "max_chunk": max_chunk}).encode()
     start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
     return [body]

@@ -115,6 +115,8 @@ type siteOpts struct {
 	// its certificate, without HTTP->HTTPS redirects). Otherwise auto_https
 	// is off.
 	tls bool
+	// globals: extra lines for the global options block.
+	globals string
 }
 
 // caddy is one running `caddy run` process.
@@ -158,10 +160,11 @@ func (c *caddy) caddyfile(sites string) string {
 	https_port %d
 	%s
 	persist_config off
+%s
 }
 
 %s
-`, c.adminPort, c.httpPort, c.httpsPort, autoHTTPS, c.expand(sites))
+`, c.adminPort, c.httpPort, c.httpsPort, autoHTTPS, c.opts.globals, c.expand(sites))
 }
 
 // childEnv keeps Caddy's storage and config autosave inside the test's

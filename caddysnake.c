@@ -14,6 +14,7 @@ static PyThreadState *main_ts;
 static PyObject *serve_wsgi_fn;   // caddysnake.wsgi.serve
 static PyObject *load_app_fn;     // caddysnake.loader.load_app
 static PyObject *describe_err_fn; // message for an exception (traceback or ConfigError text)
+static PyObject *run_asgi_fn;     // caddysnake.asgi.run_loop
 
 // ---------------------------------------------------------------- errors
 
@@ -108,8 +109,22 @@ static int latin1_view(PyObject *s, cs_str *out) {
 // is either stack (if it fits) or PyMem memory the caller frees when it is
 // not stack.
 #define STACK_HEADERS 32
-static int flatten_headers(PyObject *headers, PyObject **keep, cs_str *stack,
-                           cs_str **pairs, size_t *n) {
+// The bytes of an ASGI header name or value (ASGI: byte strings).
+static int bytes_view(PyObject *b, cs_str *out) {
+	if (!PyBytes_Check(b)) {
+		PyErr_Format(PyExc_TypeError, "ASGI header names and values must be bytes, not %.100s",
+		             Py_TYPE(b)->tp_name);
+		return -1;
+	}
+	out->data = PyBytes_AS_STRING(b);
+	out->len = (size_t)PyBytes_GET_SIZE(b);
+	return 0;
+}
+
+typedef int (*view_fn)(PyObject *, cs_str *);
+
+static int flatten_headers_as(PyObject *headers, view_fn view, PyObject **keep, cs_str *stack,
+                              cs_str **pairs, size_t *n) {
 	*keep = NULL;
 	*pairs = NULL;
 	*n = 0;
@@ -136,8 +151,8 @@ static int flatten_headers(PyObject *headers, PyObject **keep, cs_str *stack,
 			PyErr_SetString(PyExc_TypeError, "response headers must be (name, value) tuples");
 			goto fail;
 		}
-		if (latin1_view(PyTuple_GET_ITEM(item, 0), &out[2 * i]) < 0 ||
-		    latin1_view(PyTuple_GET_ITEM(item, 1), &out[2 * i + 1]) < 0) {
+		if (view(PyTuple_GET_ITEM(item, 0), &out[2 * i]) < 0 ||
+		    view(PyTuple_GET_ITEM(item, 1), &out[2 * i + 1]) < 0) {
 			goto fail;
 		}
 	}
@@ -151,6 +166,11 @@ fail:
 	}
 	Py_DECREF(t);
 	return -1;
+}
+
+static int flatten_headers(PyObject *headers, PyObject **keep, cs_str *stack, cs_str **pairs,
+                           size_t *n) {
+	return flatten_headers_as(headers, latin1_view, keep, stack, pairs, n);
 }
 
 static void free_headers(PyObject *keep, cs_str *stack, cs_str *pairs) {
@@ -317,7 +337,284 @@ static PyObject *cs_log(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) 
 	Py_RETURN_NONE;
 }
 
+// ---------------------------------------------------------------- ASGI calls
+//
+// All of these run on an app's event loop thread and must not block it: the
+// Go side only queues work for the request's goroutine (asgi.go), which
+// answers later through events drained by asgi_drain. So they keep the GIL.
+
+#define DRAIN_BATCH 64
+
+// Python object for one event (asgi.go documents the kinds).
+static PyObject *event_object(const cs_event *ev) {
+	switch (ev->kind) {
+	case 0: { // new request: (0, req, parts)
+		PyObject *parts = PyTuple_New(ev->n);
+		if (parts == NULL) {
+			return NULL;
+		}
+		int32_t start = 0;
+		for (int i = 0; i < ev->n; i++) {
+			PyObject *b = PyBytes_FromStringAndSize(ev->data + start, ev->ends[i] - start);
+			if (b == NULL) {
+				Py_DECREF(parts);
+				return NULL;
+			}
+			PyTuple_SET_ITEM(parts, i, b);
+			start = ev->ends[i];
+		}
+		return Py_BuildValue("(iKN)", 0, (unsigned long long)ev->req, parts);
+	}
+	case 1: // body chunk: (1, req, data, more_body)
+		return Py_BuildValue("(iKy#N)", 1, (unsigned long long)ev->req, ev->data,
+		                     (Py_ssize_t)ev->len, PyBool_FromLong(ev->flag));
+	case 3: // completion: (3, req, ok)
+		return Py_BuildValue("(iKN)", 3, (unsigned long long)ev->req, PyBool_FromLong(ev->flag));
+	default: // disconnect (2, req), shutdown (4, 0)
+		return Py_BuildValue("(iK)", ev->kind, (unsigned long long)ev->req);
+	}
+}
+
+// asgi_drain(app_handle) -> list of event tuples.
+static PyObject *cs_asgi_drain(PyObject *mod, PyObject *arg) {
+	uintptr_t h;
+	if (parse_handle(arg, &h) < 0) {
+		return NULL;
+	}
+	PyObject *list = PyList_New(0);
+	if (list == NULL) {
+		return NULL;
+	}
+	cs_event evs[DRAIN_BATCH];
+	int n;
+	do {
+		// Takes a mutex for a moment only, never waits: GIL kept.
+		n = (int)go_asgi_drain(h, evs, DRAIN_BATCH);
+		for (int i = 0; i < n; i++) {
+			PyObject *o = event_object(&evs[i]);
+			if (o == NULL || PyList_Append(list, o) < 0) {
+				Py_XDECREF(o);
+				Py_DECREF(list);
+				return NULL;
+			}
+			Py_DECREF(o);
+		}
+	} while (n == DRAIN_BATCH);
+	return list;
+}
+
+static PyObject *dead_request(PyObject *mod, uintptr_t h) {
+	PyErr_Format(state_of(mod)->client_disconnected, "ASGI request %zu is over", (size_t)h);
+	return NULL;
+}
+
+// Parses (req, headers) from the front of args and calls go with them.
+typedef int64_t (*headers_call)(uintptr_t, cs_str *, size_t, int64_t, int64_t);
+
+// args[hdr_at] is the header list.
+static PyObject *call_with_headers(PyObject *mod, PyObject *const *args, Py_ssize_t nargs,
+                                   Py_ssize_t want, Py_ssize_t hdr_at, const char *usage,
+                                   headers_call go, int64_t a, int64_t b) {
+	uintptr_t h;
+	if (nargs != want) {
+		PyErr_SetString(PyExc_TypeError, usage);
+		return NULL;
+	}
+	if (parse_handle(args[0], &h) < 0) {
+		return NULL;
+	}
+	cs_str stack[2 * STACK_HEADERS], *pairs;
+	PyObject *keep;
+	size_t npairs;
+	if (flatten_headers_as(args[hdr_at], bytes_view, &keep, stack, &pairs, &npairs) < 0) {
+		return NULL;
+	}
+	// Go copies the headers before it returns.
+	int64_t rc = go(h, pairs, npairs, a, b);
+	free_headers(keep, stack, pairs);
+	if (rc < 0) {
+		return dead_request(mod, h);
+	}
+	Py_RETURN_NONE;
+}
+
+static int64_t go_start_adapter(uintptr_t h, cs_str *p, size_t n, int64_t status, int64_t trailers) {
+	return go_asgi_start(h, (int)status, p, n, (int)trailers);
+}
+
+// asgi_start(req, status, headers, trailers)
+static PyObject *cs_asgi_start(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
+	if (nargs != 4) {
+		PyErr_SetString(PyExc_TypeError, "asgi_start(req, status, headers, trailers)");
+		return NULL;
+	}
+	long status = PyLong_AsLong(args[1]);
+	int trailers = PyObject_IsTrue(args[3]);
+	if ((status == -1 && PyErr_Occurred()) || trailers < 0) {
+		return NULL;
+	}
+	return call_with_headers(mod, args, 4, 4, 2, "asgi_start(req, status, headers, trailers)",
+	                         go_start_adapter, status, trailers);
+}
+
+static int64_t go_hint_adapter(uintptr_t h, cs_str *p, size_t n, int64_t a, int64_t b) {
+	return go_asgi_early_hint(h, p, n);
+}
+
+// asgi_early_hint(req, headers)
+static PyObject *cs_asgi_early_hint(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
+	return call_with_headers(mod, args, nargs, 2, 1, "asgi_early_hint(req, headers)", go_hint_adapter,
+	                         0, 0);
+}
+
+static int64_t go_trailers_adapter(uintptr_t h, cs_str *p, size_t n, int64_t more, int64_t b) {
+	return go_asgi_trailers(h, p, n, (int)more);
+}
+
+// asgi_trailers(req, headers, more_trailers)
+static PyObject *cs_asgi_trailers(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
+	if (nargs != 3) {
+		PyErr_SetString(PyExc_TypeError, "asgi_trailers(req, headers, more_trailers)");
+		return NULL;
+	}
+	int more = PyObject_IsTrue(args[2]);
+	if (more < 0) {
+		return NULL;
+	}
+	return call_with_headers(mod, args, 3, 3, 1, "asgi_trailers(req, headers, more_trailers)",
+	                         go_trailers_adapter, more, 0);
+}
+
+// asgi_body(req, data, more_body): Go writes straight from data's buffer
+// later, on the request's goroutine; the Python side keeps data alive until
+// the completion event (caddysnake/asgi.py).
+static PyObject *cs_asgi_body(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
+	uintptr_t h;
+	if (nargs != 3) {
+		PyErr_SetString(PyExc_TypeError, "asgi_body(req, data, more_body)");
+		return NULL;
+	}
+	if (parse_handle(args[0], &h) < 0) {
+		return NULL;
+	}
+	if (!PyBytes_CheckExact(args[1])) {
+		PyErr_Format(PyExc_TypeError, "asgi_body data must be bytes, not %.100s",
+		             Py_TYPE(args[1])->tp_name);
+		return NULL;
+	}
+	int more = PyObject_IsTrue(args[2]);
+	if (more < 0) {
+		return NULL;
+	}
+	if (go_asgi_body(h, PyBytes_AS_STRING(args[1]), (size_t)PyBytes_GET_SIZE(args[1]), more) < 0) {
+		return dead_request(mod, h);
+	}
+	Py_RETURN_NONE;
+}
+
+// asgi_pathsend(req, path)
+static PyObject *cs_asgi_pathsend(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
+	uintptr_t h;
+	if (nargs != 2) {
+		PyErr_SetString(PyExc_TypeError, "asgi_pathsend(req, path)");
+		return NULL;
+	}
+	if (parse_handle(args[0], &h) < 0) {
+		return NULL;
+	}
+	Py_ssize_t n;
+	const char *path = PyUnicode_AsUTF8AndSize(args[1], &n);
+	if (path == NULL) {
+		return NULL;
+	}
+	if (go_asgi_pathsend(h, (char *)path, (size_t)n) < 0) { // Go copies path
+		return dead_request(mod, h);
+	}
+	Py_RETURN_NONE;
+}
+
+// Calls fn(handle, int) for the (handle, int) signatures below.
+static PyObject *handle_int_call(PyObject *mod, PyObject *const *args, Py_ssize_t nargs,
+                                 Py_ssize_t want, const char *usage,
+                                 int64_t (*fn)(uintptr_t, int)) {
+	uintptr_t h;
+	if (nargs != want) {
+		PyErr_SetString(PyExc_TypeError, usage);
+		return NULL;
+	}
+	if (parse_handle(args[0], &h) < 0) {
+		return NULL;
+	}
+	int v = 0;
+	if (want == 2) {
+		v = (int)PyLong_AsLong(args[1]);
+		if (v == -1 && PyErr_Occurred()) {
+			return NULL;
+		}
+	}
+	if (fn(h, v) < 0) {
+		return dead_request(mod, h);
+	}
+	Py_RETURN_NONE;
+}
+
+static int64_t go_receive_adapter(uintptr_t h, int v) { return go_asgi_receive(h); }
+
+// asgi_receive(req): ask for the next body chunk.
+static PyObject *cs_asgi_receive(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
+	return handle_int_call(mod, args, nargs, 1, "asgi_receive(req)", go_receive_adapter);
+}
+
+static int64_t go_finish_adapter(uintptr_t h, int code) { return go_asgi_finish(h, code); }
+
+// asgi_finish(req, code)
+static PyObject *cs_asgi_finish(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
+	return handle_int_call(mod, args, nargs, 2, "asgi_finish(req, code)", go_finish_adapter);
+}
+
+// asgi_ready / asgi_stopped (app_handle, ok, message): lifespan outcomes.
+static PyObject *app_status_call(PyObject *const *args, Py_ssize_t nargs, const char *usage,
+                                 void (*fn)(uintptr_t, int, char *, size_t)) {
+	uintptr_t h;
+	if (nargs != 3) {
+		PyErr_SetString(PyExc_TypeError, usage);
+		return NULL;
+	}
+	if (parse_handle(args[0], &h) < 0) {
+		return NULL;
+	}
+	int ok = PyObject_IsTrue(args[1]);
+	Py_ssize_t n;
+	const char *msg = PyUnicode_AsUTF8AndSize(args[2], &n);
+	if (ok < 0 || msg == NULL) {
+		return NULL;
+	}
+	fn(h, ok, (char *)msg, (size_t)n); // Go copies msg
+	Py_RETURN_NONE;
+}
+
+static PyObject *cs_asgi_ready(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
+	return app_status_call(args, nargs, "asgi_ready(app, ok, message)", go_asgi_ready);
+}
+
+static PyObject *cs_asgi_stopped(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
+	return app_status_call(args, nargs, "asgi_stopped(app, ok, message)", go_asgi_stopped);
+}
+
+#define FASTCALL(name, fn, doc) \
+	{name, (PyCFunction)(void (*)(void))fn, METH_FASTCALL, doc}
+
 static PyMethodDef module_methods[] = {
+	{"asgi_drain", (PyCFunction)cs_asgi_drain, METH_O, "asgi_drain(app) -> list of events"},
+	FASTCALL("asgi_start", cs_asgi_start, "asgi_start(req, status, headers, trailers)"),
+	FASTCALL("asgi_body", cs_asgi_body, "asgi_body(req, data, more_body)"),
+	FASTCALL("asgi_receive", cs_asgi_receive, "asgi_receive(req)"),
+	FASTCALL("asgi_pathsend", cs_asgi_pathsend, "asgi_pathsend(req, path)"),
+	FASTCALL("asgi_early_hint", cs_asgi_early_hint, "asgi_early_hint(req, headers)"),
+	FASTCALL("asgi_trailers", cs_asgi_trailers, "asgi_trailers(req, headers, more_trailers)"),
+	FASTCALL("asgi_finish", cs_asgi_finish, "asgi_finish(req, code)"),
+	FASTCALL("asgi_ready", cs_asgi_ready, "asgi_ready(app, ok, message)"),
+	FASTCALL("asgi_stopped", cs_asgi_stopped, "asgi_stopped(app, ok, message)"),
 	{"read", (PyCFunction)(void (*)(void))cs_read, METH_FASTCALL, "read(handle, size) -> bytes"},
 	{"write", (PyCFunction)(void (*)(void))cs_write, METH_FASTCALL,
 	 "write(handle, status, headers, data, flush)"},
@@ -459,7 +756,8 @@ static char *run_bootstrap(const char *bootstrap, const char *files, size_t file
 	}
 	if ((describe_err_fn = take_global(ns, "describe_error")) == NULL ||
 	    (serve_wsgi_fn = take_global(ns, "serve_wsgi")) == NULL ||
-	    (load_app_fn = take_global(ns, "load_app")) == NULL) {
+	    (load_app_fn = take_global(ns, "load_app")) == NULL ||
+	    (run_asgi_fn = take_global(ns, "run_asgi_loop")) == NULL) {
 		goto fail;
 	}
 	goto done;
@@ -581,4 +879,28 @@ done:
 	Py_XDECREF(req);
 	PyEval_SaveThread();
 	return rc;
+}
+
+// ---------------------------------------------------------------- ASGI loop
+
+char *caddysnake_asgi_run(PyThreadState *ts, PyObject *app, uintptr_t app_handle, int wake_fd,
+                          const char *lifespan, const char *loop, double startup_timeout,
+                          double shutdown_timeout) {
+	PyEval_RestoreThread(ts);
+	char *err = NULL;
+	PyObject *res = NULL;
+	PyObject *opts = Py_BuildValue("{s:s,s:s,s:d,s:d}", "lifespan", lifespan, "loop", loop,
+	                               "startup_timeout", startup_timeout, "shutdown_timeout",
+	                               shutdown_timeout);
+	if (opts != NULL) {
+		res = PyObject_CallFunction(run_asgi_fn, "OKiO", app, (unsigned long long)app_handle,
+		                            wake_fd, opts);
+	}
+	if (res == NULL) {
+		err = take_error();
+	}
+	Py_XDECREF(res);
+	Py_XDECREF(opts);
+	PyEval_SaveThread();
+	return err;
 }

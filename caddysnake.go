@@ -1,12 +1,13 @@
 // Package caddysnake is a Caddy HTTP handler that serves Python web apps
-// (WSGI, PEP 3333) from CPython embedded in the Caddy process.
+// (WSGI, PEP 3333; ASGI 3.0) from CPython embedded in the Caddy process.
 //
-// The Python core (python.go, threads.go, wsgi.go, callbacks.go and the C
-// bridge) knows nothing of Caddy; this file is the thin Caddy module around
+// The Python core (python.go, threads.go, wsgi.go, asgi*.go, callbacks.go
+// and the C bridge) knows nothing of Caddy; this file is the thin Caddy module around
 // it: configuration, provisioning and ServeHTTP.
 package caddysnake
 
 import (
+	"cmp"
 	"fmt"
 	"net/http"
 	"os"
@@ -31,18 +32,20 @@ func init() {
 	httpcaddyfile.RegisterDirectiveOrder("python", httpcaddyfile.Before, "file_server")
 }
 
-// Handler serves a Python WSGI app from CPython embedded in Caddy.
+// Handler serves a Python WSGI or ASGI app from CPython embedded in Caddy.
 //
 // Caddyfile:
 //
 //	python "myapp.wsgi:application"
 //
 //	python {
-//		module_wsgi "myapp.wsgi:application"
+//		module_wsgi "myapp.wsgi:application"   # or: module_asgi "main:app"
 //		working_dir /srv/app
 //		venv        /srv/app/.venv
-//		threads     16
-//		max_wait    30s
+//		threads     16                       # WSGI
+//		max_wait    30s                      # WSGI
+//		lifespan    auto                     # ASGI: on | off | auto
+//		loop        asyncio                  # ASGI: asyncio | uvloop | auto
 //	}
 //
 // CPython starts once per process and lives across config reloads; apps
@@ -53,6 +56,11 @@ type Handler struct {
 	// be dotted; "module:factory()" calls a factory with no arguments).
 	// Required.
 	ModuleWSGI string `json:"module_wsgi,omitempty"`
+
+	// The ASGI 3.0 app to serve, as "module:attribute" (ASGI 2
+	// double-callables are accepted too). Exactly one of module_wsgi and
+	// module_asgi is required.
+	ModuleASGI string `json:"module_asgi,omitempty"`
 
 	// A directory put first on sys.path, so the module resolves from it.
 	// Relative paths are taken from Caddy's working directory. Default:
@@ -72,7 +80,22 @@ type Handler struct {
 	// 503 Service Unavailable. Default: 30s.
 	MaxWait caddy.Duration `json:"max_wait,omitempty"`
 
-	app    *WSGIApp
+	// ASGI lifespan protocol: "on" (the app must support it; a startup
+	// failure stops Caddy from starting), "off" (never sent), or "auto"
+	// (used if the app supports it). Default: auto.
+	Lifespan string `json:"lifespan,omitempty"`
+
+	// ASGI event loop: "asyncio", "uvloop" (must be installed in the venv)
+	// or "auto" (uvloop when importable). Default: asyncio.
+	Loop string `json:"loop,omitempty"`
+
+	// How long the ASGI lifespan startup may take. Default: 60s.
+	StartupTimeout caddy.Duration `json:"startup_timeout,omitempty"`
+
+	// How long the ASGI lifespan shutdown may take. Default: 30s.
+	ShutdownTimeout caddy.Duration `json:"shutdown_timeout,omitempty"`
+
+	app    servedApp
 	logger *zap.Logger
 }
 
@@ -84,12 +107,21 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
+// servedApp is a loaded WSGIApp or ASGIApp.
+type servedApp interface {
+	Serve(w http.ResponseWriter, r *http.Request) error
+	Close()
+}
+
 // Provision validates the settings, starts CPython (once per process),
-// imports the app and starts its threads.
+// imports the app and starts its threads or event loop.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	if err := h.checkConfig(); err != nil {
 		return err
+	}
+	if h.ModuleASGI != "" {
+		return h.provisionASGI()
 	}
 	threads := h.Threads
 	if threads == 0 {
@@ -119,14 +151,61 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	return nil
 }
 
+func (h *Handler) provisionASGI() error {
+	opts := ASGIOptions{
+		Target:          h.ModuleASGI,
+		WorkingDir:      h.WorkingDir,
+		Venv:            h.Venv,
+		Lifespan:        cmp.Or(h.Lifespan, "auto"),
+		Loop:            cmp.Or(h.Loop, "asyncio"),
+		StartupTimeout:  cmp.Or(time.Duration(h.StartupTimeout), DefaultStartupTimeout),
+		ShutdownTimeout: cmp.Or(time.Duration(h.ShutdownTimeout), DefaultShutdownTimeout),
+	}
+	app, err := LoadASGI(opts, h.logger)
+	if err != nil {
+		return fmt.Errorf("python: cannot start %q: %w", h.ModuleASGI, err)
+	}
+	h.app = app
+	h.logger.Info("python app ready",
+		zap.String("module_asgi", h.ModuleASGI),
+		zap.String("python", PythonVersion()),
+		zap.String("interpreter", "main"),
+		zap.String("lifespan", opts.Lifespan),
+		zap.String("loop", opts.Loop))
+	return nil
+}
+
 // checkConfig rejects settings that cannot work, naming the fix; it runs
 // before Python starts so `caddy validate` reports these first.
 func (h *Handler) checkConfig() error {
-	if h.ModuleWSGI == "" {
-		return fmt.Errorf(`python: module_wsgi is required, e.g. module_wsgi "myapp.wsgi:application"`)
+	target, field := h.ModuleWSGI, "module_wsgi"
+	switch {
+	case h.ModuleWSGI != "" && h.ModuleASGI != "":
+		return fmt.Errorf("python: set either module_wsgi or module_asgi, not both")
+	case h.ModuleASGI != "":
+		target, field = h.ModuleASGI, "module_asgi"
+		if h.Threads != 0 || h.MaxWait != 0 {
+			return fmt.Errorf("python: threads and max_wait apply to WSGI apps; an ASGI app runs on one event loop")
+		}
+	case h.ModuleWSGI == "":
+		return fmt.Errorf(`python: module_wsgi or module_asgi is required, e.g. module_wsgi "myapp.wsgi:application"`)
+	default:
+		if h.Lifespan != "" || h.Loop != "" || h.StartupTimeout != 0 || h.ShutdownTimeout != 0 {
+			return fmt.Errorf("python: lifespan, loop, startup_timeout and shutdown_timeout apply to ASGI apps (module_asgi)")
+		}
 	}
-	if mod, attr, ok := strings.Cut(h.ModuleWSGI, ":"); !ok || mod == "" || attr == "" {
-		return fmt.Errorf(`python: module_wsgi %q: expected "module:attribute", e.g. "myapp.wsgi:application"`, h.ModuleWSGI)
+	if mod, attr, ok := strings.Cut(target, ":"); !ok || mod == "" || attr == "" {
+		return fmt.Errorf(`python: %s %q: expected "module:attribute", e.g. "myapp.wsgi:application"`, field, target)
+	}
+	switch h.Lifespan {
+	case "", "on", "off", "auto":
+	default:
+		return fmt.Errorf("python: lifespan %q: expected on, off or auto", h.Lifespan)
+	}
+	switch h.Loop {
+	case "", "asyncio", "uvloop", "auto":
+	default:
+		return fmt.Errorf("python: loop %q: expected asyncio, uvloop or auto", h.Loop)
 	}
 	for _, d := range []struct {
 		name string
@@ -147,8 +226,8 @@ func (h *Handler) checkConfig() error {
 	if h.Threads < 0 {
 		return fmt.Errorf("python: threads must be at least 1, got %d", h.Threads)
 	}
-	if h.MaxWait < 0 {
-		return fmt.Errorf("python: max_wait must not be negative")
+	if h.MaxWait < 0 || h.StartupTimeout < 0 || h.ShutdownTimeout < 0 {
+		return fmt.Errorf("python: durations must not be negative")
 	}
 	return nil
 }
@@ -171,11 +250,18 @@ func (h *Handler) Cleanup() error {
 //
 //	python [<module:attribute>] {
 //		module_wsgi <module:attribute>
+//		module_asgi <module:attribute>
 //		working_dir <path>
 //		venv        <path>
-//		threads     <count>
-//		max_wait    <duration>
+//		threads     <count>           # WSGI
+//		max_wait    <duration>        # WSGI
+//		lifespan    on|off|auto       # ASGI
+//		loop        asyncio|uvloop|auto   # ASGI
+//		startup_timeout  <duration>   # ASGI
+//		shutdown_timeout <duration>   # ASGI
 //	}
+//
+// The shorthand argument is a WSGI app.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the directive name
 	if d.NextArg() {
@@ -187,7 +273,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	for d.NextBlock(0) {
 		sub := d.Val()
 		switch sub {
-		case "module_wsgi", "working_dir", "venv":
+		case "module_wsgi", "module_asgi", "working_dir", "venv", "lifespan", "loop":
 			if !d.NextArg() {
 				return d.ArgErr()
 			}
@@ -196,11 +282,19 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("%s takes one argument", sub)
 			}
 			switch sub {
-			case "module_wsgi":
-				if h.ModuleWSGI != "" {
-					return d.Errf("the app is already set to %q", h.ModuleWSGI)
+			case "module_wsgi", "module_asgi":
+				if h.ModuleWSGI != "" || h.ModuleASGI != "" {
+					return d.Errf("the app is already set to %q", h.ModuleWSGI+h.ModuleASGI)
 				}
-				h.ModuleWSGI = v
+				if sub == "module_asgi" {
+					h.ModuleASGI = v
+				} else {
+					h.ModuleWSGI = v
+				}
+			case "lifespan":
+				h.Lifespan = v
+			case "loop":
+				h.Loop = v
 			case "working_dir":
 				h.WorkingDir = v
 			case "venv":
@@ -215,19 +309,24 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("threads: expected a whole number >= 1, got %q", d.Val())
 			}
 			h.Threads = n
-		case "max_wait":
+		case "max_wait", "startup_timeout", "shutdown_timeout":
 			if !d.NextArg() {
 				return d.ArgErr()
 			}
 			dur, err := caddy.ParseDuration(d.Val())
 			if err != nil || dur <= 0 {
-				return d.Errf("max_wait: expected a positive duration such as 30s, got %q", d.Val())
+				return d.Errf("%s: expected a positive duration such as 30s, got %q", sub, d.Val())
 			}
-			h.MaxWait = caddy.Duration(dur)
-		case "module_asgi":
-			return d.Errf("module_asgi: ASGI apps are not supported by this version yet; serve a WSGI app with module_wsgi")
+			switch sub {
+			case "max_wait":
+				h.MaxWait = caddy.Duration(dur)
+			case "startup_timeout":
+				h.StartupTimeout = caddy.Duration(dur)
+			default:
+				h.ShutdownTimeout = caddy.Duration(dur)
+			}
 		default:
-			return d.Errf("unknown python subdirective %q; allowed: module_wsgi, working_dir, venv, threads, max_wait", sub)
+			return d.Errf("unknown python subdirective %q; allowed: module_wsgi, module_asgi, working_dir, venv, threads, max_wait, lifespan, loop, startup_timeout, shutdown_timeout", sub)
 		}
 	}
 	return nil

@@ -63,4 +63,27 @@ void caddysnake_thread_free(PyThreadState *ts);
 int caddysnake_wsgi_call(PyThreadState *ts, PyObject *app, uintptr_t handle,
                          const char *buf, const int32_t *ends, int n);
 
+// ---------------------------------------------------------------- ASGI
+
+// An event Go hands to the ASGI loop (asgi.go lists the kinds). data and ends
+// point into memory that Go keeps pinned (or that C owns) at least until the
+// drain that returned the event is over; Python copies what it keeps.
+typedef struct {
+	int kind;
+	uintptr_t req;
+	const char *data;
+	size_t len;
+	const int32_t *ends; // for a new request: string end offsets in data
+	int n;               // their count
+	int flag;            // more_body for a body chunk, ok for a completion
+} cs_event;
+
+// On an ASGI loop OS thread that owns ts: runs caddysnake.asgi.run_loop for
+// app until its shutdown, waking on wake_fd. lifespan is "on", "off" or
+// "auto"; loop is "asyncio", "uvloop" or "auto". Returns NULL when run_loop
+// returned, else a malloc'd description of its failure the caller frees.
+char *caddysnake_asgi_run(PyThreadState *ts, PyObject *app, uintptr_t app_handle, int wake_fd,
+                          const char *lifespan, const char *loop, double startup_timeout,
+                          double shutdown_timeout);
+
 #endif

@@ -61,7 +61,6 @@ func TestCaddyfileErrors(t *testing.T) {
 		{`python { max_wait soon }`, `max_wait: expected a positive duration`},
 		{`python a:b c:d`, `python takes one argument`},
 		{"python a:b {\n module_wsgi c:d\n}", `the app is already set to "a:b"`},
-		{`python { module_asgi main:app }`, `ASGI apps are not supported`},
 		{"python {\n working_dir\n}", `wrong argument count`},
 	} {
 		_, err := parse(t, tc.input)
@@ -89,7 +88,11 @@ func TestProvisionErrors(t *testing.T) {
 		h    Handler
 		want string
 	}{
-		{Handler{}, "module_wsgi is required"},
+		{Handler{}, "module_wsgi or module_asgi is required"},
+		{Handler{ModuleWSGI: "a:b", ModuleASGI: "c:d"}, "either module_wsgi or module_asgi"},
+		{Handler{ModuleASGI: "a:b", Threads: 2}, "threads and max_wait apply to WSGI"},
+		{Handler{ModuleWSGI: "a:b", Lifespan: "on"}, "apply to ASGI apps"},
+		{Handler{ModuleASGI: "a:b", Lifespan: "maybe"}, `lifespan "maybe": expected on, off or auto`},
 		{Handler{ModuleWSGI: "unit_app"}, `expected "module:attribute"`},
 		{Handler{ModuleWSGI: "unit_app:x", WorkingDir: "/nonexistent/dir"}, `working_dir "/nonexistent/dir" is not a directory`},
 		{Handler{ModuleWSGI: "unit_app:missing", WorkingDir: testdata}, "has no attribute"},
@@ -194,7 +197,7 @@ func TestBusyGives503(t *testing.T) {
 	// Occupy the only thread with a job that blocks until released.
 	release := make(chan struct{})
 	started := make(chan struct{})
-	go h.app.pool.dispatch(blockingJob{started, release}, nil)
+	go h.app.(*WSGIApp).pool.dispatch(blockingJob{started, release}, nil)
 	<-started
 	defer close(release)
 	rec := httptest.NewRecorder()

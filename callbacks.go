@@ -168,10 +168,7 @@ func go_error(h C.uintptr_t, buf *C.char, n C.size_t) C.size_t {
 //
 //export go_log
 func go_log(h C.uintptr_t, level C.int, msg *C.char, n C.size_t) {
-	logger := zap.L().Named("python")
-	if req := requestOf(uintptr(h)); req != nil {
-		logger = req.app.logger.With(zap.String("method", req.r.Method), zap.String("uri", req.r.RequestURI))
-	}
+	logger := loggerFor(uintptr(h))
 	text := C.GoStringN(msg, C.int(n))
 	switch level {
 	case 0:
@@ -183,4 +180,24 @@ func go_log(h C.uintptr_t, level C.int, msg *C.char, n C.size_t) {
 	default:
 		logger.Error(text)
 	}
+}
+
+// loggerFor finds the logger of whatever a handle names: a WSGI request, an
+// ASGI request or an ASGI app.
+func loggerFor(h uintptr) *zap.Logger {
+	switch handleTag(h) {
+	case tagWSGI:
+		if req := requestOf(h); req != nil {
+			return req.app.logger.With(zap.String("method", req.r.Method), zap.String("uri", req.r.RequestURI))
+		}
+	case tagASGIRequest:
+		if req := asgiRequests.get(h); req != nil {
+			return req.app.logger.With(zap.String("method", req.r.Method), zap.String("uri", req.r.RequestURI))
+		}
+	case tagASGIApp:
+		if a := asgiApps.get(h); a != nil {
+			return a.logger
+		}
+	}
+	return zap.L().Named("python")
 }

@@ -79,10 +79,11 @@ if caddysnake.__version__ != BINARY_VERSION:
         % (getattr(caddysnake, "__file__", "?"), caddysnake.__version__, BINARY_VERSION, BINARY_VERSION)
     )
 
-from caddysnake import bridge, loader, wsgi
+from caddysnake import asgi, bridge, loader, wsgi
 
 serve_wsgi = wsgi.serve
 load_app = loader.load_app
+run_asgi_loop = asgi.run_loop
 
 
 def describe_error(exc):
@@ -191,3 +192,25 @@ func onPythonMain(f func()) {
 
 // PythonVersion is the "X.Y.Z" version of the linked CPython, once started.
 func PythonVersion() string { return pythonMain.version }
+
+// loadApp starts CPython if needed and imports target on the Python main
+// thread (caddysnake/loader.py). The reference it returns is released with
+// caddysnake_release, also on the main thread.
+func loadApp(target, workingDir, venv string) (*C.PyObject, error) {
+	if err := startPython(); err != nil {
+		return nil, err
+	}
+	var obj *C.PyObject
+	var loadErr error
+	onPythonMain(func() {
+		ct, cw, cv := C.CString(target), C.CString(workingDir), C.CString(venv)
+		defer freeAll(ct, cw, cv)
+		var cerr *C.char
+		obj = C.caddysnake_load_app(ct, cw, cv, &cerr)
+		if obj == nil {
+			loadErr = errors.New(C.GoString(cerr))
+			C.free(unsafe.Pointer(cerr))
+		}
+	})
+	return obj, loadErr
+}

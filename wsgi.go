@@ -46,23 +46,9 @@ type WSGIOptions struct {
 
 // LoadWSGI starts CPython if needed, imports the app and starts its threads.
 func LoadWSGI(opts WSGIOptions, logger *zap.Logger) (*WSGIApp, error) {
-	if err := startPython(); err != nil {
+	obj, err := loadApp(opts.Target, opts.WorkingDir, opts.Venv)
+	if err != nil {
 		return nil, err
-	}
-	var obj *C.PyObject
-	var loadErr error
-	onPythonMain(func() {
-		ct, cw, cv := C.CString(opts.Target), C.CString(opts.WorkingDir), C.CString(opts.Venv)
-		defer freeAll(ct, cw, cv)
-		var cerr *C.char
-		obj = C.caddysnake_load_app(ct, cw, cv, &cerr)
-		if obj == nil {
-			loadErr = errors.New(C.GoString(cerr))
-			C.free(unsafe.Pointer(cerr))
-		}
-	})
-	if loadErr != nil {
-		return nil, loadErr
 	}
 	app := &WSGIApp{target: opts.Target, obj: obj, logger: logger}
 	app.pool = newPool(opts.Threads, opts.MaxWait)

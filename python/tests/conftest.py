@@ -158,3 +158,48 @@ def run(native):
         return code, native.response(handle)
 
     return _run
+
+
+# ---------------------------------------------------------------- ASGI
+
+@pytest.fixture
+def asgi_native(monkeypatch):
+    from asgi_fake import FakeASGINative
+
+    from caddysnake import asgi
+
+    fake = FakeASGINative()
+    monkeypatch.setattr(asgi, "_native", fake)
+    fake.running = []
+    yield fake
+    for r in fake.running:
+        if r.thread.is_alive():
+            r.stop()
+    fake.close()
+    assert fake.violations == []
+    assert fake.released_early == []
+
+
+@pytest.fixture
+def start(asgi_native):
+    """start(app, **options) -> asgi_fake.Running (run_loop on a thread)."""
+    from asgi_fake import Running
+
+    def _start(app, **options):
+        r = Running(asgi_native, app, **options)
+        asgi_native.running.append(r)
+        return r
+
+    return _start
+
+
+@pytest.fixture
+def serve(start):
+    """serve(app, **options): start() and wait for a successful startup."""
+
+    def _serve(app, **options):
+        r = start(app, **options)
+        assert r.wait_ready() == (True, "")
+        return r
+
+    return _serve

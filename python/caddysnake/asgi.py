@@ -1,0 +1,722 @@
+"""The ASGI 3.0 server side of caddysnake: HTTP (spec 2.5) and lifespan.
+
+The C code calls `run_loop(app, app_handle, wake_fd, options)` on a thread of
+its own. Everything for that app then runs on one event loop on that thread:
+Go appends events to the app's queue and writes to wake_fd (an eventfd); the
+loop wakes, drains the queue with `asgi_drain` and dispatches each event.
+Native calls never block: answers that take time (a body chunk, the end of a
+send) come back later as events. Everything that talks to Caddy goes through
+`_native` (the `_caddysnake` module), looked up at call time so tests can
+replace it.
+"""
+
+import asyncio
+import inspect
+import os
+import traceback
+
+from . import bridge
+from .bridge import ClientDisconnected
+from .lifespan import Lifespan
+
+# The native module. A module attribute read at call time: tests monkeypatch it.
+_native = bridge.native
+
+# Event kinds from asgi_drain; 10 and up are reserved for WebSocket.
+EV_REQUEST = 0  # (0, req, parts)
+EV_BODY = 1  # (1, req, data, more_body)
+EV_DISCONNECT = 2  # (2, req)
+EV_SENT = 3  # (3, req, ok)
+EV_SHUTDOWN = 4  # (4, 0)
+
+# asgi_finish codes, as understood by the Go side.
+OK = 0
+APP_ERROR = 1  # failed before http.response.start: Go answers 500
+APP_ERROR_AFTER_START = 2  # the response is half sent: Go aborts the connection
+CLIENT_GONE = 3
+
+LOG_DEBUG, LOG_INFO, LOG_WARNING, LOG_ERROR = 0, 1, 2, 3
+
+# Request fields in an EV_REQUEST parts tuple before the header pairs.
+_FIXED_PARTS = 12
+
+# Sends abandoned at shutdown whose completion never came: Go may still be
+# reading their bytes, so they are never freed.
+_abandoned = []
+
+
+def _log(handle, level, message):
+    try:
+        _native.log(handle, level, message)
+    except BaseException:  # noqa: B036 - logging must never break the loop
+        pass
+
+
+def _disconnect():
+    # A new dict each time: apps may mutate the messages they receive.
+    return {"type": "http.disconnect"}
+
+
+# ---------------------------------------------------------------- app styles
+
+
+def _binds(sig, n):
+    try:
+        sig.bind(*range(n))
+        return True
+    except TypeError:
+        return False
+
+
+def as_asgi3(app):
+    """Returns app as an ASGI 3 callable (ASGI spec, "Legacy Applications").
+
+    An ASGI 2 app is a double callable: app(scope) returns an instance that is
+    awaited with instance(receive, send). Classes are always ASGI 2 (calling
+    one with a scope constructs the instance). Coroutine functions, and
+    objects whose __call__ is one, are ASGI 3. For other callables the
+    signature decides: one that takes exactly three arguments is a plain
+    function returning an awaitable (an undecorated wrapper around an ASGI 3
+    app), anything else is taken as ASGI 2.
+    """
+    if not inspect.isclass(app):
+        if inspect.iscoroutinefunction(app) or inspect.iscoroutinefunction(getattr(app, "__call__", None)):
+            return app
+        try:
+            sig = inspect.signature(app)
+        except (TypeError, ValueError):
+            sig = None
+        if sig is not None and _binds(sig, 3) and not _binds(sig, 1):
+            return app
+
+    async def asgi2(scope, receive, send):
+        instance = app(scope)
+        return await instance(receive, send)
+
+    asgi2.__wrapped_asgi2__ = app
+    return asgi2
+
+
+# ---------------------------------------------------------------- scope
+
+
+def _address(host, port):
+    if not host:
+        return None
+    return (host.decode("latin-1"), int(port) if port else None)
+
+
+def build_scope(parts, state):
+    """Builds an HTTP scope (ASGI HTTP spec 2.5, "Connection Scope") from an
+    EV_REQUEST parts tuple; returns (scope, has_body)."""
+    n = len(parts)
+    if n < _FIXED_PARTS or (n - _FIXED_PARTS) % 2:
+        raise ValueError(f"malformed request parts tuple of length {n}")
+    (
+        http_version, method, scheme, path, raw_path, query_string, root_path,
+        client_host, client_port, server_host, server_port, has_body,
+    ) = parts[:_FIXED_PARTS]
+    pairs = iter(parts[_FIXED_PARTS:])
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.5"},
+        "http_version": http_version.decode("latin-1"),
+        "method": method.decode("latin-1"),
+        "scheme": scheme.decode("latin-1"),
+        # The spec wants path decoded from UTF-8; surrogateescape keeps bytes
+        # that are not UTF-8 recoverable instead of failing the request.
+        "path": path.decode("utf-8", "surrogateescape"),
+        "raw_path": raw_path,
+        "query_string": query_string,
+        "root_path": root_path.decode("utf-8", "surrogateescape"),
+        "headers": list(zip(pairs, pairs)),
+        "client": _address(client_host, client_port),
+        "server": _address(server_host, server_port),
+        # Lifespan spec, "Lifespan State": each request gets a shallow copy,
+        # so a request adding keys does not leak them into the next ones.
+        "state": state.copy(),
+        "extensions": {
+            "http.response.pathsend": {},
+            "http.response.early_hint": {},
+            "http.response.trailers": {},
+        },
+    }
+    return scope, has_body != b"0"
+
+
+def _to_bytes(value, what):
+    if type(value) is bytes:
+        return value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        # Exactly bytes: the Go side reads the object's memory directly.
+        return bytes(value)
+    raise TypeError(f"{what} must be bytes, not {type(value).__name__}")
+
+
+def _byte_pairs(headers, what):
+    out = []
+    for item in headers:
+        try:
+            name, value = item
+        except (TypeError, ValueError):
+            raise TypeError(f"{what} headers must be [name, value] pairs of bytes, got {item!r}") from None
+        if type(name) is not bytes or type(value) is not bytes:
+            name = _to_bytes(name, f"{what} header name")
+            value = _to_bytes(value, f"{what} header value")
+        out.append((name, value))
+    return out
+
+
+# ---------------------------------------------------------------- one request
+
+
+class _Request:
+    """One HTTP request: the app's task, its receive() and send()."""
+
+    __slots__ = (
+        "server", "handle", "scope", "task",
+        # request body
+        "expect_body", "body_done", "receiving", "buffered", "waiter",
+        # response
+        "response_started", "response_complete", "trailers", "trailers_pending",
+        "sending", "send_fut", "done_ok",
+        # ending
+        "disconnected", "cancelled", "gone", "error", "task_done", "finished",
+    )
+
+    def __init__(self, server, handle, scope, expect_body):
+        self.server = server
+        self.handle = handle
+        self.scope = scope
+        self.task = None
+        self.expect_body = expect_body  # has_body was not b"0"
+        self.body_done = False  # the final http.request was delivered
+        self.receiving = False  # an asgi_receive is outstanding
+        self.buffered = None  # a chunk that arrived after its receive() was cancelled
+        self.waiter = None  # future of the receive() now waiting
+        self.response_started = False
+        self.response_complete = False  # the final body/pathsend/trailers was issued
+        self.trailers = False  # http.response.start asked for trailers
+        self.trailers_pending = False  # body ended, trailers must follow
+        self.sending = None  # what Go is reading until the completion event
+        self.send_fut = None  # future of the send() waiting for that completion
+        self.done_ok = False  # the final send's completion arrived, ok
+        self.disconnected = False
+        self.cancelled = False  # we cancelled the task
+        self.gone = False  # the task ended because the client left
+        self.error = False  # the app raised (logged already)
+        self.task_done = False
+        self.finished = False  # asgi_finish was called: the handle is dead
+
+    # ------------------------------------------------------------ task
+
+    async def run(self):
+        try:
+            result = await self.server.app(self.scope, self.receive, self.send)
+        except BaseException as exc:  # noqa: B036 - nothing may unwind into the loop
+            self._failed(exc)
+            return
+        if result is not None:
+            _log(self.handle, LOG_WARNING, f"ASGI callable should return None, but returned {result!r}")
+
+    def _failed(self, exc):
+        if (
+            isinstance(exc, ClientDisconnected)
+            or self.disconnected
+            or (self.cancelled and isinstance(exc, asyncio.CancelledError))
+        ):
+            self.gone = True
+            _log(self.handle, LOG_DEBUG, f"ASGI request ended, client disconnected: {exc!r}")
+            return
+        self.error = True
+        if self.response_complete:
+            where = " after the response completed"
+        elif self.response_started:
+            where = " after the response started"
+        else:
+            where = ""
+        tb = "".join(traceback.format_exception(exc))
+        _log(self.handle, LOG_ERROR, f"ASGI app raised an exception{where}:\n{tb}")
+
+    def done(self, task):
+        """The task's done callback."""
+        self.task_done = True
+        self.task = None  # breaks the request <-> task cycle
+        if task.cancelled():
+            # Cancelled before its first step: run() never saw it.
+            self.gone = True
+        self._finish()
+
+    def _finish(self):
+        # Never while Go may still read bytes of an outstanding send.
+        if self.finished or not self.task_done or self.sending is not None:
+            return
+        self.finished = True
+        handle = self.handle
+        if self.done_ok:
+            code = OK
+        elif self.gone or self.disconnected:
+            code = CLIENT_GONE
+        elif self.error:
+            code = APP_ERROR_AFTER_START if self.response_started else APP_ERROR
+        elif not self.response_started:
+            _log(handle, LOG_ERROR, "ASGI callable returned without starting response")
+            code = APP_ERROR
+        else:
+            _log(handle, LOG_ERROR, "ASGI callable returned without completing response")
+            code = APP_ERROR_AFTER_START
+        self._wake()  # a receive() left waiting in some other task of the app
+        self.scope = None
+        self.server.forget(handle)
+        try:
+            _native.asgi_finish(handle, code)
+        except BaseException as exc:  # noqa: B036
+            _log(self.server.handle, LOG_ERROR, f"asgi_finish failed: {exc!r}")
+
+    def force_finish(self):
+        """Shutdown gave up on this request: finish it as client-gone."""
+        if self.sending is not None:
+            _abandoned.append(self.sending)
+            self.sending = None
+        self.gone = True
+        self.task_done = True
+        self._finish()
+
+    # ------------------------------------------------------------ events
+
+    def _wake(self):
+        """Answers a waiting receive() with http.disconnect; True if there was one."""
+        w = self.waiter
+        if w is not None and not w.done():
+            w.set_result(_disconnect())
+            return True
+        return False
+
+    def on_body(self, data, more):
+        self.receiving = False
+        msg = {"type": "http.request", "body": data, "more_body": more}
+        if not more:
+            self.body_done = True
+        w = self.waiter
+        if w is not None and not w.done():
+            w.set_result(msg)
+        else:
+            self.buffered = msg
+
+    def on_disconnect(self):
+        self.disconnected = True
+        if self._wake() or self.response_complete or self.task is None:
+            return  # the app hears of it, or there is nothing left to stop
+        # Nobody listens: stop the coroutine, its client is gone.
+        self.cancelled = True
+        self.task.cancel()
+
+    def on_sent(self, ok):
+        self.sending = None
+        fut, self.send_fut = self.send_fut, None
+        if ok:
+            if self.response_complete:
+                self.done_ok = True
+        else:
+            self.disconnected = True
+            self._wake()
+        if fut is not None and not fut.done():
+            fut.set_result(ok)
+        self._finish()
+
+    # ------------------------------------------------------------ receive
+
+    async def receive(self):
+        # ASGI HTTP spec: once the response is sent or the client is gone,
+        # receive() returns http.disconnect.
+        if self.disconnected or self.response_complete or self.finished:
+            return _disconnect()
+        msg = self.buffered
+        if msg is not None:
+            self.buffered = None
+            return msg
+        if not self.body_done:
+            if not self.expect_body:
+                self.body_done = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            if not self.receiving:
+                # Lazily, one chunk per receive(): nothing is read ahead.
+                try:
+                    _native.asgi_receive(self.handle)
+                except ClientDisconnected:
+                    # The request died on the Go side: for receive() that
+                    # is just a disconnect, not an error.
+                    self.disconnected = True
+                    return _disconnect()
+                self.receiving = True
+        # Otherwise the body is over: wait for the disconnect or the end of
+        # the response (apps wait like this to notice a client leaving).
+        if self.waiter is not None:
+            raise RuntimeError("receive() called while another receive() is waiting")
+        fut = self.waiter = self.server.loop.create_future()
+        try:
+            return await fut
+        finally:
+            self.waiter = None
+
+    # ------------------------------------------------------------ send
+
+    async def send(self, message):
+        kind = message.get("type")
+        if self.finished:
+            raise RuntimeError(f"ASGI message '{kind}' sent after the request finished")
+        if self.disconnected:
+            # HTTP spec 2.4+: send() on a closed connection raises an OSError.
+            raise ClientDisconnected("client disconnected")
+        f = self.send_fut
+        if f is not None and not f.done():
+            raise RuntimeError(f"ASGI message '{kind}' sent while another send() is still in progress")
+        if not self.response_started:
+            if kind == "http.response.start":
+                return self._start(message)
+            if kind == "http.response.early_hint":
+                return self._early_hint(message)
+            expected = "http.response.start"
+        elif self.response_complete:
+            raise RuntimeError(f"Unexpected ASGI message '{kind}' sent, after response already completed.")
+        elif self.trailers_pending:
+            if kind == "http.response.trailers":
+                return await self._send_trailers(message)
+            expected = "http.response.trailers"
+        else:
+            if kind == "http.response.body":
+                return await self._send_body(message)
+            if kind == "http.response.pathsend":
+                return await self._send_path(message)
+            expected = "http.response.body"
+        raise RuntimeError(f"Expected ASGI message '{expected}', but got '{kind}'.")
+
+    def _call(self, fn, *args):
+        try:
+            fn(self.handle, *args)
+        except ClientDisconnected:
+            self.disconnected = True
+            raise
+
+    def _start(self, message):
+        status = message.get("status")
+        if type(status) is not int:
+            raise TypeError(f"http.response.start 'status' must be an int, not {type(status).__name__}")
+        if not 200 <= status <= 999:
+            # Go treats 1xx as informational, not as the response.
+            raise ValueError(
+                f"http.response.start 'status' must be 200-999, got {status} "
+                f"(send 103 with http.response.early_hint)"
+            )
+        headers = _byte_pairs(message.get("headers", ()), "http.response.start")
+        trailers = bool(message.get("trailers", False))
+        self._call(_native.asgi_start, status, headers, trailers)
+        self.response_started = True
+        self.trailers = trailers
+
+    def _early_hint(self, message):
+        # The http.response.early_hint extension: a 103 before the response,
+        # carrying the message's "links" as Link headers (RFC 8297).
+        links = message.get("links", ())
+        if isinstance(links, (bytes, str)) or not all(isinstance(link, bytes) for link in links):
+            raise TypeError("http.response.early_hint 'links' must be an iterable of bytes")
+        self._call(_native.asgi_early_hint, [(b"link", link) for link in links])
+
+    def _end_of_body(self):
+        if self.trailers:
+            self.trailers_pending = True
+        else:
+            self._end_of_response()
+
+    def _end_of_response(self):
+        self.response_complete = True
+        if not self.receiving:
+            self._wake()  # a receive() waiting after the body gets http.disconnect
+
+    async def _ready(self):
+        # An earlier send() was cancelled before its completion arrived: one
+        # send at a time, so this one waits for it.
+        if self.sending is not None:
+            await self._completion()
+
+    async def _completion(self):
+        fut = self.send_fut = self.server.loop.create_future()
+        if not await fut:
+            raise ClientDisconnected("client disconnected")
+
+    async def _send_body(self, message):
+        body = message.get("body", b"")
+        if type(body) is not bytes:
+            body = _to_bytes(body, "http.response.body 'body'")
+        more = bool(message.get("more_body", False))
+        if more and not body:
+            return  # nothing to send, and nothing changes
+        await self._ready()
+        if not more:
+            self._end_of_body()
+        self._call(_native.asgi_body, body, more)
+        # Go reads body's memory until the completion event: keep it alive
+        # on the request, even if this coroutine is cancelled meanwhile.
+        self.sending = body
+        await self._completion()
+
+    async def _send_path(self, message):
+        # The http.response.pathsend extension: the file is the whole body.
+        path = message.get("path")
+        if not isinstance(path, str):
+            raise TypeError(f"http.response.pathsend 'path' must be a str, not {type(path).__name__}")
+        if not os.path.isabs(path):
+            raise ValueError(f"http.response.pathsend 'path' must be absolute, got {path!r}")
+        await self._ready()
+        self._end_of_body()
+        self._call(_native.asgi_pathsend, path)
+        self.sending = path
+        await self._completion()
+
+    async def _send_trailers(self, message):
+        # The http.response.trailers extension.
+        headers = _byte_pairs(message.get("headers", ()), "http.response.trailers")
+        more = bool(message.get("more_trailers", False))
+        await self._ready()
+        if not more:
+            self.trailers_pending = False
+            self._end_of_response()
+        self._call(_native.asgi_trailers, headers, more)
+        self.sending = headers
+        await self._completion()
+
+
+# ---------------------------------------------------------------- the server
+
+
+class _StartupError(Exception):
+    """A problem found before the app runs; the message goes to asgi_ready."""
+
+
+def _new_loop(kind):
+    if kind == "asyncio":
+        return asyncio.new_event_loop()
+    try:
+        import uvloop
+    except ImportError:
+        if kind == "uvloop":
+            raise _StartupError(
+                "loop uvloop: uvloop is not installed; run pip install uvloop in the app's venv "
+                "(or set loop to asyncio or auto)"
+            ) from None
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def _parse_options(options):
+    options = options or {}
+    lifespan = options.get("lifespan", "auto")
+    if lifespan not in ("on", "off", "auto"):
+        raise _StartupError(f'lifespan must be "on", "off" or "auto", not {lifespan!r}')
+    loop = options.get("loop", "auto")
+    if loop not in ("asyncio", "uvloop", "auto"):
+        raise _StartupError(f'loop must be "asyncio", "uvloop" or "auto", not {loop!r}')
+    startup_timeout = float(options.get("startup_timeout", 60.0))
+    shutdown_timeout = float(options.get("shutdown_timeout", 30.0))
+    return lifespan, loop, startup_timeout, shutdown_timeout
+
+
+class _Server:
+    """One app's event loop side: dispatches events, owns the requests."""
+
+    def __init__(self, app, handle, wake_fd, loop, lifespan_mode, startup_timeout, shutdown_timeout):
+        self.app = as_asgi3(app)
+        self.handle = handle
+        self.wake_fd = wake_fd
+        self.loop = loop
+        self.state = {}
+        self.lifespan = Lifespan(self.app, lifespan_mode, self.state, startup_timeout, shutdown_timeout,
+                                 self.log)
+        self.shutdown_timeout = shutdown_timeout
+        self.requests = {}
+        self.serving = False  # events are dispatched (after a successful startup)
+        self.stopping = False
+        self.stop_fut = None  # resolved by EV_SHUTDOWN
+        self.idle = None  # resolved when the last request finishes during shutdown
+        self.ready_sent = False
+        self.stopped_sent = False
+        # Event kind -> handler; WebSocket adds its kinds (10+) here.
+        self.dispatch = {
+            EV_REQUEST: self.on_request,
+            EV_BODY: self.on_body,
+            EV_DISCONNECT: self.on_disconnect,
+            EV_SENT: self.on_sent,
+            EV_SHUTDOWN: self.on_shutdown,
+        }
+
+    def log(self, level, message):
+        _log(self.handle, level, message)
+
+    def loop_exception(self, loop, context):
+        # E.g. "Task exception was never retrieved" from an app's own tasks:
+        # into Caddy's log rather than this thread's stderr.
+        message = context.get("message") or "unhandled exception in the event loop"
+        exc = context.get("exception")
+        if exc is not None:
+            message += ":\n" + "".join(traceback.format_exception(exc))
+        self.log(LOG_ERROR, message)
+
+    # ------------------------------------------------------------ events
+
+    def on_wake(self):
+        try:
+            os.read(self.wake_fd, 8)  # resets the eventfd counter
+        except BlockingIOError:
+            pass
+        if self.serving:
+            self.drain()
+        # Before startup finished, events stay queued on the Go side: drain()
+        # runs once right after asgi_ready.
+
+    def drain(self):
+        dispatch = self.dispatch
+        while True:
+            try:
+                events = _native.asgi_drain(self.handle)
+            except BaseException as exc:  # noqa: B036
+                self.log(LOG_ERROR, "asgi_drain failed:\n" + "".join(traceback.format_exception(exc)))
+                return
+            if not events:
+                return
+            for event in events:
+                handler = dispatch.get(event[0])
+                if handler is None:
+                    self.log(LOG_WARNING, f"ignoring ASGI event of unknown kind {event[0]!r}")
+                    continue
+                try:
+                    handler(event)
+                except BaseException as exc:  # noqa: B036 - one bad event must not stop the others
+                    self.log(LOG_ERROR, f"handling ASGI event {event[0]!r} failed:\n"
+                                        + "".join(traceback.format_exception(exc)))
+
+    def on_request(self, event):
+        req = event[1]
+        if self.stopping:
+            _log(req, LOG_WARNING, "request arrived after the ASGI app began shutting down")
+            _native.asgi_finish(req, APP_ERROR)
+            return
+        try:
+            scope, has_body = build_scope(event[2], self.state)
+        except Exception as exc:
+            _log(req, LOG_ERROR, f"bad ASGI request from the native side: {exc!r}")
+            _native.asgi_finish(req, APP_ERROR)
+            return
+        r = _Request(self, req, scope, has_body)
+        self.requests[req] = r
+        task = r.task = self.loop.create_task(r.run())
+        task.add_done_callback(r.done)
+
+    def on_body(self, event):
+        r = self.requests.get(event[1])
+        if r is not None:  # None: already finished, its events are stale
+            r.on_body(event[2], event[3])
+
+    def on_disconnect(self, event):
+        r = self.requests.get(event[1])
+        if r is not None:
+            r.on_disconnect()
+
+    def on_sent(self, event):
+        r = self.requests.get(event[1])
+        if r is not None:
+            r.on_sent(event[2])
+
+    def on_shutdown(self, event):
+        if self.stop_fut is not None and not self.stop_fut.done():
+            self.stop_fut.set_result(None)
+
+    def forget(self, req):
+        self.requests.pop(req, None)
+        if not self.requests and self.idle is not None and not self.idle.done():
+            self.idle.set_result(None)
+
+    # ------------------------------------------------------------ life
+
+    async def main(self):
+        loop = self.loop
+        loop.add_reader(self.wake_fd, self.on_wake)
+        try:
+            ok, message = await self.lifespan.startup()
+            self.ready_sent = True
+            _native.asgi_ready(self.handle, ok, message)
+            if not ok:
+                return
+            self.stop_fut = loop.create_future()
+            self.serving = True
+            self.drain()  # whatever was queued during startup
+            await self.stop_fut
+            self.stopping = True
+            await self.close_requests()
+            ok, message = await self.lifespan.shutdown()
+            self.stopped_sent = True
+            _native.asgi_stopped(self.handle, ok, message)
+        finally:
+            loop.remove_reader(self.wake_fd)
+
+    async def close_requests(self):
+        """Cancels the requests still running and waits for them to finish
+        (with code 3), for at most shutdown_timeout."""
+        if not self.requests:
+            return
+        self.idle = self.loop.create_future()
+        for r in list(self.requests.values()):
+            if r.task is not None:
+                r.cancelled = True
+                r.task.cancel()
+        await asyncio.wait((self.idle,), timeout=self.shutdown_timeout)
+        for r in list(self.requests.values()):
+            self.log(LOG_WARNING, f"ASGI request {r.handle} did not end within shutdown_timeout")
+            r.force_finish()
+
+
+def _close_loop(loop):
+    try:
+        tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            loop.run_until_complete(asyncio.wait(tasks, timeout=1.0))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.run_until_complete(loop.shutdown_default_executor())
+    except BaseException:  # noqa: B036 - closing is best effort
+        pass
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+
+
+def run_loop(app, app_handle, wake_fd, options):
+    """Runs app on a new event loop in the calling thread until it is shut
+    down; never raises. Calls asgi_ready exactly once and, if the app
+    started, asgi_stopped exactly once."""
+    loop = None
+    server = None
+    try:
+        lifespan, kind, startup_timeout, shutdown_timeout = _parse_options(options)
+        loop = _new_loop(kind)
+        asyncio.set_event_loop(loop)  # for apps that call get_event_loop()
+        server = _Server(app, app_handle, wake_fd, loop, lifespan, startup_timeout, shutdown_timeout)
+        loop.set_exception_handler(server.loop_exception)
+        loop.run_until_complete(server.main())
+    except BaseException as exc:  # noqa: B036 - nothing may unwind into the C caller
+        if isinstance(exc, _StartupError):
+            message = str(exc)
+        else:
+            message = "the ASGI event loop failed:\n" + "".join(traceback.format_exception(exc))
+        try:
+            if server is None or not server.ready_sent:
+                _native.asgi_ready(app_handle, False, message)
+            elif not server.stopped_sent:
+                _native.asgi_stopped(app_handle, False, message)
+            else:
+                _log(app_handle, LOG_ERROR, message)
+        except BaseException:  # noqa: B036
+            pass
+    finally:
+        if loop is not None:
+            _close_loop(loop)

@@ -34,6 +34,9 @@ const (
 	evDisconnect = 2 // the client went away (or its body was malformed)
 	evSendDone   = 3 // a body, pathsend or trailers send finished (flag: ok)
 	evShutdown   = 4
+	evWSConnect  = 10 // a new WebSocket connection: its scope parts
+	evWSMessage  = 11 // a message (flag: text)
+	evWSClose    = 12 // the client closed (flag: code, data: reason)
 )
 
 // Result codes of asgi_finish.
@@ -68,6 +71,7 @@ type ASGIOptions struct {
 	Loop            string // "asyncio", "uvloop" or "auto"
 	StartupTimeout  time.Duration
 	ShutdownTimeout time.Duration
+	WSMaxMessage    int64 // bytes; a larger incoming message closes with 1009
 }
 
 // ASGIApp is one imported ASGI app and the event loop that runs it.
@@ -84,6 +88,11 @@ type ASGIApp struct {
 	queue    []asgiEvent
 	signaled bool // the eventfd was written and the loop has not drained yet
 
+	// drainPin pins the Go memory the last drained batch points C to; the
+	// loop copies it before it drains again, so the next drain unpins it.
+	// Only the loop thread touches it.
+	drainPin runtime.Pinner
+
 	ready     chan error // lifespan startup outcome, once
 	readyOnce sync.Once
 	loopDone  chan struct{}
@@ -95,6 +104,7 @@ type asgiEvent struct {
 	req    *asgiRequest // evRequest: whose strings to hand over
 	data   []byte       // evBody: pinned by the request
 	flag   bool
+	code   int // evWSClose
 }
 
 // LoadASGI imports the app, starts its event loop thread and waits for the
@@ -190,6 +200,7 @@ func go_asgi_drain(h C.uintptr_t, evs *C.cs_event, n C.int) C.int {
 		return 0
 	}
 	out := unsafe.Slice(evs, int(n))
+	a.drainPin.Unpin()
 	a.mu.Lock()
 	k := min(len(a.queue), int(n))
 	for i, ev := range a.queue[:k] {
@@ -199,16 +210,21 @@ func go_asgi_drain(h C.uintptr_t, evs *C.cs_event, n C.int) C.int {
 			o.flag = 1
 		}
 		switch ev.kind {
-		case evRequest:
-			// buf and ends were pinned when the request was laid out.
+		case evRequest, evWSConnect:
+			a.drainPin.Pin(&ev.req.buf[0])
+			a.drainPin.Pin(&ev.req.ends[0])
 			o.data = (*C.char)(unsafe.Pointer(&ev.req.buf[0]))
 			o.len = C.size_t(len(ev.req.buf))
 			o.ends = (*C.int32_t)(unsafe.Pointer(&ev.req.ends[0]))
 			o.n = C.int(len(ev.req.ends))
-		case evBody:
+		case evBody, evWSMessage, evWSClose:
 			if len(ev.data) > 0 {
+				a.drainPin.Pin(&ev.data[0])
 				o.data = (*C.char)(unsafe.Pointer(&ev.data[0]))
 				o.len = C.size_t(len(ev.data))
+			}
+			if ev.kind == evWSClose {
+				o.flag = C.int(ev.code)
 			}
 		}
 	}

@@ -9,7 +9,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"runtime"
 	"strconv"
 	"sync"
 	"time"
@@ -28,10 +27,10 @@ type asgiRequest struct {
 	handle uintptr
 	w      http.ResponseWriter
 	r      *http.Request
-	buf    []byte  // scope strings, pinned while the request lives
-	ends   []int32 // their end offsets
-	body   []byte  // body chunk buffer, pinned
-	pin    runtime.Pinner
+	buf    []byte         // scope strings (pinned by go_asgi_drain while C reads them)
+	ends   []int32        // their end offsets
+	body   []byte         // body chunk buffer
+	ws     *asgiWebSocket // non-nil for a WebSocket upgrade (websocket.go)
 
 	mu     sync.Mutex
 	cmds   []asgiCmd
@@ -48,13 +47,13 @@ type asgiRequest struct {
 }
 
 type asgiCmd struct {
-	kind    int // cmd* below
+	kind    int // cmd* below, cmdWS* in websocket.go
 	status  int
 	headers [][2]string
-	data    []byte // cmdBody: Python's bytes, kept alive by asgi.py until evSendDone
-	more    bool
-	path    string
-	code    int
+	data    []byte // cmdBody, cmdWSSend: Python's bytes, kept alive by asgi.py until evSendDone
+	more    bool   // more_body; more_trailers; for cmdWSSend: a text message
+	path    string // pathsend's path; the WebSocket subprotocol, or close reason
+	code    int    // asgi_finish's code; the WebSocket close code
 }
 
 const (
@@ -78,16 +77,22 @@ func (a *ASGIApp) Serve(w http.ResponseWriter, r *http.Request) error {
 	}
 	req := asgiRequestPool.Get().(*asgiRequest)
 	req.app, req.w, req.r = a, w, r
+	kind := evRequest
+	if isWebSocketUpgrade(r) {
+		kind = evWSConnect
+		req.ws = &asgiWebSocket{}
+	}
 	req.layout()
-	req.pin.Pin(&req.buf[0])
-	req.pin.Pin(&req.ends[0])
-	req.pin.Pin(&req.body[0])
 	req.handle = asgiRequests.add(req)
 	defer req.release()
 
-	a.post(asgiEvent{kind: evRequest, handle: req.handle, req: req})
+	a.post(asgiEvent{kind: kind, handle: req.handle, req: req})
 	ctxDone := r.Context().Done()
 	for {
+		if req.ws != nil && req.ws.conn != nil {
+			// Hijacked: the connection is the WebSocket reader's to watch.
+			ctxDone = nil
+		}
 		select {
 		case <-req.signal:
 			req.mu.Lock()
@@ -111,7 +116,6 @@ func (a *ASGIApp) Serve(w http.ResponseWriter, r *http.Request) error {
 func (req *asgiRequest) release() {
 	asgiRequests.remove(req.handle)
 	req.stopBodyReader()
-	req.pin.Unpin()
 	body, signal := req.body, req.signal
 	select { // a command queued after finish would otherwise wake the next user
 	case <-signal:
@@ -138,6 +142,9 @@ func (req *asgiRequest) layout() {
 		scheme = "https"
 	}
 	serverHost, serverPort := serverAddr(r, scheme)
+	if req.ws != nil {
+		scheme = map[string]string{"http": "ws", "https": "wss"}[scheme]
+	}
 	clientHost, clientPort := remoteAddr(r)
 	hasBody := "1"
 	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
@@ -236,7 +243,12 @@ func (req *asgiRequest) do(c *asgiCmd) (done bool, err error) {
 		default: // asgi.py asks once per chunk; never block here
 		}
 	case cmdFinish:
+		if req.ws != nil {
+			return true, req.finishWebSocket(c.code)
+		}
 		return true, req.finish(c.code)
+	default:
+		req.doWebSocket(c)
 	}
 	return false, nil
 }

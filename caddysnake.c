@@ -347,8 +347,12 @@ static PyObject *cs_log(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) 
 
 // Python object for one event (asgi.go documents the kinds).
 static PyObject *event_object(const cs_event *ev) {
+	// Py_BuildValue's "y#" turns a NULL pointer into None; an empty body
+	// chunk, message or close reason must be b"".
+	const char *data = ev->data != NULL ? ev->data : "";
 	switch (ev->kind) {
-	case 0: { // new request: (0, req, parts)
+	case 0:    // new HTTP request: (0, req, parts)
+	case 10: { // new WebSocket connection: (10, req, parts)
 		PyObject *parts = PyTuple_New(ev->n);
 		if (parts == NULL) {
 			return NULL;
@@ -363,11 +367,17 @@ static PyObject *event_object(const cs_event *ev) {
 			PyTuple_SET_ITEM(parts, i, b);
 			start = ev->ends[i];
 		}
-		return Py_BuildValue("(iKN)", 0, (unsigned long long)ev->req, parts);
+		return Py_BuildValue("(iKN)", ev->kind, (unsigned long long)ev->req, parts);
 	}
 	case 1: // body chunk: (1, req, data, more_body)
-		return Py_BuildValue("(iKy#N)", 1, (unsigned long long)ev->req, ev->data,
+		return Py_BuildValue("(iKy#N)", 1, (unsigned long long)ev->req, data,
 		                     (Py_ssize_t)ev->len, PyBool_FromLong(ev->flag));
+	case 11: // WebSocket message: (11, req, data, is_text)
+		return Py_BuildValue("(iKy#N)", 11, (unsigned long long)ev->req, data,
+		                     (Py_ssize_t)ev->len, PyBool_FromLong(ev->flag));
+	case 12: // WebSocket closed by the client: (12, req, code, reason)
+		return Py_BuildValue("(iKiy#)", 12, (unsigned long long)ev->req, ev->flag, data,
+		                     (Py_ssize_t)ev->len);
 	case 3: // completion: (3, req, ok)
 		return Py_BuildValue("(iKN)", 3, (unsigned long long)ev->req, PyBool_FromLong(ev->flag));
 	default: // disconnect (2, req), shutdown (4, 0)
@@ -601,6 +611,93 @@ static PyObject *cs_asgi_stopped(PyObject *mod, PyObject *const *args, Py_ssize_
 	return app_status_call(args, nargs, "asgi_stopped(app, ok, message)", go_asgi_stopped);
 }
 
+// ws_accept(req, subprotocol, headers)
+static PyObject *cs_ws_accept(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
+	uintptr_t h;
+	if (nargs != 3) {
+		PyErr_SetString(PyExc_TypeError, "ws_accept(req, subprotocol, headers)");
+		return NULL;
+	}
+	if (parse_handle(args[0], &h) < 0) {
+		return NULL;
+	}
+	Py_ssize_t n;
+	const char *sub = PyUnicode_AsUTF8AndSize(args[1], &n);
+	if (sub == NULL) {
+		return NULL;
+	}
+	cs_str stack[2 * STACK_HEADERS], *pairs;
+	PyObject *keep;
+	size_t npairs;
+	if (flatten_headers_as(args[2], bytes_view, &keep, stack, &pairs, &npairs) < 0) {
+		return NULL;
+	}
+	int64_t rc = go_ws_accept(h, (char *)sub, (size_t)n, pairs, npairs); // Go copies all
+	free_headers(keep, stack, pairs);
+	if (rc < 0) {
+		return dead_request(mod, h);
+	}
+	Py_RETURN_NONE;
+}
+
+// ws_send(req, data, is_text): like asgi_body, Go reads data's buffer later
+// and asgi.py keeps it alive until the completion event.
+static PyObject *cs_ws_send(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
+	uintptr_t h;
+	if (nargs != 3) {
+		PyErr_SetString(PyExc_TypeError, "ws_send(req, data, is_text)");
+		return NULL;
+	}
+	if (parse_handle(args[0], &h) < 0) {
+		return NULL;
+	}
+	if (!PyBytes_CheckExact(args[1])) {
+		PyErr_Format(PyExc_TypeError, "ws_send data must be bytes, not %.100s",
+		             Py_TYPE(args[1])->tp_name);
+		return NULL;
+	}
+	int text = PyObject_IsTrue(args[2]);
+	if (text < 0) {
+		return NULL;
+	}
+	if (go_ws_send(h, PyBytes_AS_STRING(args[1]), (size_t)PyBytes_GET_SIZE(args[1]), text) < 0) {
+		return dead_request(mod, h);
+	}
+	Py_RETURN_NONE;
+}
+
+// ws_close(req, code, reason)
+static PyObject *cs_ws_close(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
+	uintptr_t h;
+	if (nargs != 3) {
+		PyErr_SetString(PyExc_TypeError, "ws_close(req, code, reason)");
+		return NULL;
+	}
+	if (parse_handle(args[0], &h) < 0) {
+		return NULL;
+	}
+	int code = (int)PyLong_AsLong(args[1]);
+	if (code == -1 && PyErr_Occurred()) {
+		return NULL;
+	}
+	Py_ssize_t n;
+	const char *reason = PyUnicode_AsUTF8AndSize(args[2], &n);
+	if (reason == NULL) {
+		return NULL;
+	}
+	if (go_ws_close(h, code, (char *)reason, (size_t)n) < 0) { // Go copies reason
+		return dead_request(mod, h);
+	}
+	Py_RETURN_NONE;
+}
+
+static int64_t go_ws_receive_adapter(uintptr_t h, int v) { return go_ws_receive(h); }
+
+// ws_receive(req): one more message credit.
+static PyObject *cs_ws_receive(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
+	return handle_int_call(mod, args, nargs, 1, "ws_receive(req)", go_ws_receive_adapter);
+}
+
 #define FASTCALL(name, fn, doc) \
 	{name, (PyCFunction)(void (*)(void))fn, METH_FASTCALL, doc}
 
@@ -613,6 +710,10 @@ static PyMethodDef module_methods[] = {
 	FASTCALL("asgi_early_hint", cs_asgi_early_hint, "asgi_early_hint(req, headers)"),
 	FASTCALL("asgi_trailers", cs_asgi_trailers, "asgi_trailers(req, headers, more_trailers)"),
 	FASTCALL("asgi_finish", cs_asgi_finish, "asgi_finish(req, code)"),
+	FASTCALL("ws_accept", cs_ws_accept, "ws_accept(req, subprotocol, headers)"),
+	FASTCALL("ws_receive", cs_ws_receive, "ws_receive(req)"),
+	FASTCALL("ws_send", cs_ws_send, "ws_send(req, data, is_text)"),
+	FASTCALL("ws_close", cs_ws_close, "ws_close(req, code, reason)"),
 	FASTCALL("asgi_ready", cs_asgi_ready, "asgi_ready(app, ok, message)"),
 	FASTCALL("asgi_stopped", cs_asgi_stopped, "asgi_stopped(app, ok, message)"),
 	{"read", (PyCFunction)(void (*)(void))cs_read, METH_FASTCALL, "read(handle, size) -> bytes"},

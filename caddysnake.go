@@ -20,6 +20,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/dustin/go-humanize"
 	"go.uber.org/zap"
 )
 
@@ -95,6 +96,10 @@ type Handler struct {
 	// How long the ASGI lifespan shutdown may take. Default: 30s.
 	ShutdownTimeout caddy.Duration `json:"shutdown_timeout,omitempty"`
 
+	// The largest WebSocket message (bytes) an ASGI app accepts; a larger
+	// one closes the connection with 1009 (message too big). Default: 16 MiB.
+	WSMaxMessage int64 `json:"ws_max_message,omitempty"`
+
 	app    servedApp
 	logger *zap.Logger
 }
@@ -160,6 +165,7 @@ func (h *Handler) provisionASGI() error {
 		Loop:            cmp.Or(h.Loop, "asyncio"),
 		StartupTimeout:  cmp.Or(time.Duration(h.StartupTimeout), DefaultStartupTimeout),
 		ShutdownTimeout: cmp.Or(time.Duration(h.ShutdownTimeout), DefaultShutdownTimeout),
+		WSMaxMessage:    cmp.Or(h.WSMaxMessage, DefaultWSMaxMessage),
 	}
 	app, err := LoadASGI(opts, h.logger)
 	if err != nil {
@@ -190,8 +196,8 @@ func (h *Handler) checkConfig() error {
 	case h.ModuleWSGI == "":
 		return fmt.Errorf(`python: module_wsgi or module_asgi is required, e.g. module_wsgi "myapp.wsgi:application"`)
 	default:
-		if h.Lifespan != "" || h.Loop != "" || h.StartupTimeout != 0 || h.ShutdownTimeout != 0 {
-			return fmt.Errorf("python: lifespan, loop, startup_timeout and shutdown_timeout apply to ASGI apps (module_asgi)")
+		if h.Lifespan != "" || h.Loop != "" || h.StartupTimeout != 0 || h.ShutdownTimeout != 0 || h.WSMaxMessage != 0 {
+			return fmt.Errorf("python: lifespan, loop, startup_timeout, shutdown_timeout and ws_max_message apply to ASGI apps (module_asgi)")
 		}
 	}
 	if mod, attr, ok := strings.Cut(target, ":"); !ok || mod == "" || attr == "" {
@@ -222,6 +228,9 @@ func (h *Handler) checkConfig() error {
 			return fmt.Errorf("python: %s %q is not a directory", d.name, *d.path)
 		}
 		*d.path = abs
+	}
+	if h.WSMaxMessage < 0 {
+		return fmt.Errorf("python: ws_max_message must be positive")
 	}
 	if h.Threads < 0 {
 		return fmt.Errorf("python: threads must be at least 1, got %d", h.Threads)
@@ -259,6 +268,7 @@ func (h *Handler) Cleanup() error {
 //		loop        asyncio|uvloop|auto   # ASGI
 //		startup_timeout  <duration>   # ASGI
 //		shutdown_timeout <duration>   # ASGI
+//		ws_max_message   <size>       # ASGI WebSocket, e.g. 16MiB
 //	}
 //
 // The shorthand argument is a WSGI app.
@@ -309,6 +319,15 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("threads: expected a whole number >= 1, got %q", d.Val())
 			}
 			h.Threads = n
+		case "ws_max_message":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			n, err := humanize.ParseBytes(d.Val())
+			if err != nil || n == 0 {
+				return d.Errf("ws_max_message: expected a size such as 16MiB, got %q", d.Val())
+			}
+			h.WSMaxMessage = int64(n)
 		case "max_wait", "startup_timeout", "shutdown_timeout":
 			if !d.NextArg() {
 				return d.ArgErr()
@@ -326,7 +345,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				h.ShutdownTimeout = caddy.Duration(dur)
 			}
 		default:
-			return d.Errf("unknown python subdirective %q; allowed: module_wsgi, module_asgi, working_dir, venv, threads, max_wait, lifespan, loop, startup_timeout, shutdown_timeout", sub)
+			return d.Errf("unknown python subdirective %q; allowed: module_wsgi, module_asgi, working_dir, venv, threads, max_wait, lifespan, loop, startup_timeout, shutdown_timeout, ws_max_message", sub)
 		}
 	}
 	return nil

@@ -300,3 +300,30 @@ func TestASGIFastAPI(t *testing.T) {
 	}
 	c.get(t, "/missing", 404)
 }
+
+func TestASGIEventLoopChoice(t *testing.T) {
+	t.Run("uvloop serves", func(t *testing.T) {
+		requireVenv(t)
+		c := startCaddy(t, asgiSite(t, "asgi_raw:app", "loop uvloop"))
+		if b := c.get(t, "/hello", 200); string(b) != "hello" {
+			t.Fatalf("body %q", b)
+		}
+		if !c.waitLog(5*time.Second, `"loop":"uvloop"`) {
+			t.Error("the start-up log line does not name the uvloop loop")
+		}
+	})
+	t.Run("uvloop missing fails start-up with the remedy", func(t *testing.T) {
+		// No venv: the interpreter's own site-packages have no uvloop.
+		out, err := validate(t, `http://127.0.0.1:{{PORT}} {
+	python {
+		module_asgi "asgi_raw:app"
+		working_dir {{APPS}}
+		loop uvloop
+	}
+}
+`)
+		if err == nil || !strings.Contains(out, "uvloop") || !strings.Contains(out, "pip install uvloop") {
+			t.Fatalf("validate: %v; output:\n%s", err, out)
+		}
+	})
+}

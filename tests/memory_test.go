@@ -2,6 +2,7 @@ package tests
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -102,7 +103,7 @@ func checkNoLeak(t *testing.T, c *caddy) {
 	if p0.Blocks == 0 {
 		t.Logf("sys.getallocatedblocks() is 0: pymalloc is off (PYTHONMALLOC=malloc?), so the blocks check says nothing")
 	}
-	if os.Getenv("ASAN_OPTIONS") != "" {
+	if asanRun() {
 		// ASan's quarantine keeps freed memory resident: RSS growth is
 		// not a leak signal there (leaks are what ASan itself reports).
 		t.Logf("ASAN_OPTIONS is set: RSS growth reported, not asserted")
@@ -110,3 +111,9 @@ func checkNoLeak(t *testing.T, c *caddy) {
 		t.Errorf("RSS grew by %.1f MiB over %d requests (want < 20 MiB)", float64(dRSS)/(1<<20), n)
 	}
 }
+
+// asanRun: the suite runs against the AddressSanitizer build, whose
+// quarantine keeps freed memory resident, so RSS says nothing of leaks.
+func asanRun() bool { return os.Getenv("ASAN_OPTIONS") != "" }
+
+func errorsAs(err error, target any) bool { return errors.As(err, target) }

@@ -1,4 +1,5 @@
-"""The ASGI 3.0 server side of caddysnake: HTTP (spec 2.5) and lifespan.
+"""The ASGI 3.0 server side of caddysnake: HTTP (spec 2.5), WebSocket (spec
+2.4, with the websocket.http.response extension) and lifespan.
 
 The C code calls `run_loop(app, app_handle, wake_fd, options)` on a thread of
 its own. Everything for that app then runs on one event loop on that thread:
@@ -11,6 +12,7 @@ replace it.
 """
 
 import asyncio
+import collections
 import inspect
 import os
 import traceback
@@ -22,17 +24,20 @@ from .lifespan import Lifespan
 # The native module. A module attribute read at call time: tests monkeypatch it.
 _native = bridge.native
 
-# Event kinds from asgi_drain; 10 and up are reserved for WebSocket.
+# Event kinds from asgi_drain; 10 and up are WebSocket.
 EV_REQUEST = 0  # (0, req, parts)
 EV_BODY = 1  # (1, req, data, more_body)
 EV_DISCONNECT = 2  # (2, req)
-EV_SENT = 3  # (3, req, ok)
+EV_SENT = 3  # (3, req, ok): also ws_accept / ws_send / ws_close completions
 EV_SHUTDOWN = 4  # (4, 0)
+EV_WS_CONNECT = 10  # (10, req, parts): parts as for EV_REQUEST
+EV_WS_MESSAGE = 11  # (11, req, data, is_text)
+EV_WS_CLOSE = 12  # (12, req, code, reason): the client closed or the connection failed
 
 # asgi_finish codes, as understood by the Go side.
-OK = 0
-APP_ERROR = 1  # failed before http.response.start: Go answers 500
-APP_ERROR_AFTER_START = 2  # the response is half sent: Go aborts the connection
+OK = 0  # WebSocket: 403 if never accepted, close 1000 if accepted and still open
+APP_ERROR = 1  # failed before http.response.start / accept: Go answers 500
+APP_ERROR_AFTER_START = 2  # the response is half sent: Go aborts (WebSocket: close 1011)
 CLIENT_GONE = 3
 
 LOG_DEBUG, LOG_INFO, LOG_WARNING, LOG_ERROR = 0, 1, 2, 3
@@ -106,22 +111,22 @@ def _address(host, port):
     return (host.decode("latin-1"), int(port) if port else None)
 
 
-def build_scope(parts, state):
-    """Builds an HTTP scope (ASGI HTTP spec 2.5, "Connection Scope") from an
-    EV_REQUEST parts tuple; returns (scope, has_body)."""
+def _split_parts(parts):
     n = len(parts)
     if n < _FIXED_PARTS or (n - _FIXED_PARTS) % 2:
         raise ValueError(f"malformed request parts tuple of length {n}")
-    (
-        http_version, method, scheme, path, raw_path, query_string, root_path,
-        client_host, client_port, server_host, server_port, has_body,
-    ) = parts[:_FIXED_PARTS]
     pairs = iter(parts[_FIXED_PARTS:])
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.5"},
+    return parts[:_FIXED_PARTS], list(zip(pairs, pairs))
+
+
+def _connection_fields(fixed, headers, state):
+    """The scope keys HTTP and WebSocket scopes share."""
+    (
+        http_version, _method, scheme, path, raw_path, query_string, root_path,
+        client_host, client_port, server_host, server_port, _has_body,
+    ) = fixed
+    return {
         "http_version": http_version.decode("latin-1"),
-        "method": method.decode("latin-1"),
         "scheme": scheme.decode("latin-1"),
         # The spec wants path decoded from UTF-8; surrogateescape keeps bytes
         # that are not UTF-8 recoverable instead of failing the request.
@@ -129,19 +134,56 @@ def build_scope(parts, state):
         "raw_path": raw_path,
         "query_string": query_string,
         "root_path": root_path.decode("utf-8", "surrogateescape"),
-        "headers": list(zip(pairs, pairs)),
+        "headers": headers,
         "client": _address(client_host, client_port),
         "server": _address(server_host, server_port),
         # Lifespan spec, "Lifespan State": each request gets a shallow copy,
         # so a request adding keys does not leak them into the next ones.
         "state": state.copy(),
+    }
+
+
+def build_scope(parts, state):
+    """Builds an HTTP scope (ASGI HTTP spec 2.5, "Connection Scope") from an
+    EV_REQUEST parts tuple; returns (scope, has_body)."""
+    fixed, headers = _split_parts(parts)
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.5"},
+        "method": fixed[1].decode("latin-1"),
+        **_connection_fields(fixed, headers, state),
         "extensions": {
             "http.response.pathsend": {},
             "http.response.early_hint": {},
             "http.response.trailers": {},
         },
     }
-    return scope, has_body != b"0"
+    return scope, fixed[11] != b"0"
+
+
+def _subprotocols(headers):
+    # WebSocket spec, "Connection Scope": subprotocols come from the
+    # Sec-WebSocket-Protocol headers; RFC 6455 4.1 allows several headers,
+    # each a comma-separated list.
+    out = []
+    for name, value in headers:
+        if name.lower() == b"sec-websocket-protocol":
+            out += [p.strip() for p in value.decode("latin-1").split(",") if p.strip()]
+    return out
+
+
+def build_websocket_scope(parts, state):
+    """Builds a WebSocket scope (ASGI WebSocket spec 2.4, "Connection Scope")
+    from an EV_WS_CONNECT parts tuple, which has the HTTP layout; its method
+    and has_body fields are not part of a WebSocket scope."""
+    fixed, headers = _split_parts(parts)
+    return {
+        "type": "websocket",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        **_connection_fields(fixed, headers, state),
+        "subprotocols": _subprotocols(headers),
+        "extensions": {"websocket.http.response": {}},
+    }
 
 
 def _to_bytes(value, what):
@@ -486,6 +528,380 @@ class _Request:
         await self._completion()
 
 
+# ---------------------------------------------------------------- one WebSocket
+
+# Close code for a connection that ended without a close frame (RFC 6455
+# 7.4.1): what receive() reports when there is no better code.
+WS_ABNORMAL_CLOSURE = 1006
+
+_WS_BEFORE_ACCEPT = ("websocket.accept", "websocket.close", "websocket.http.response.start")
+
+
+def _ws_expected(expected, kind):
+    names = [f"'{e}'" for e in expected]
+    listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+    return RuntimeError(f"Expected ASGI message {listed}, but got '{kind}'.")
+
+
+class _WebSocket:
+    """One WebSocket connection: the app's task, its receive() and send().
+
+    Go reads client messages ahead into the app's event queue, but only as
+    many as Python granted credits for: each websocket.receive handed to the
+    app grants one more (ws_receive), so at most Go's window is ever queued.
+    """
+
+    __slots__ = (
+        "server", "handle", "scope", "task",
+        # receive
+        "connect_sent", "inbox", "waiter", "peer_close",
+        # send
+        "accepted", "denial_started", "close_sent", "close_code", "close_reason",
+        "ended", "end_ok", "sending", "send_fut",
+        # ending
+        "cancelled", "gone", "error", "task_done", "finished",
+    )
+
+    def __init__(self, server, handle, scope):
+        self.server = server
+        self.handle = handle
+        self.scope = scope
+        self.task = None
+        self.connect_sent = False  # receive() returned websocket.connect
+        self.inbox = collections.deque()  # (data, is_text) not yet handed to the app
+        self.waiter = None  # wakes the receive() now waiting
+        self.peer_close = None  # (code, reason) once the client is gone
+        self.accepted = False  # ws_accept was called
+        self.denial_started = False  # websocket.http.response.start was sent
+        self.close_sent = False  # the app sent websocket.close
+        self.close_code = WS_ABNORMAL_CLOSURE  # its code and reason, for receive()
+        self.close_reason = ""
+        self.ended = False  # the app's last message (close / final denial body) was issued
+        self.end_ok = False  # ... and its completion came back ok: the exchange is over
+        self.sending = None  # what Go is reading until the completion event
+        self.send_fut = None  # future of the send() waiting for that completion
+        self.cancelled = False  # we cancelled the task (shutdown)
+        self.gone = False  # the task ended because the client left
+        self.error = False  # the app raised (logged already)
+        self.task_done = False
+        self.finished = False  # asgi_finish was called: the handle is dead
+
+    @property
+    def disconnected(self):
+        return self.peer_close is not None
+
+    def _lost(self, code=WS_ABNORMAL_CLOSURE, reason=""):
+        # The first report wins: receive() answers the same disconnect every time.
+        if self.peer_close is None:
+            self.peer_close = (code, reason)
+        self._wake()
+
+    # ------------------------------------------------------------ task
+
+    async def run(self):
+        try:
+            result = await self.server.app(self.scope, self.receive, self.send)
+        except BaseException as exc:  # noqa: B036 - nothing may unwind into the loop
+            self._failed(exc)
+            return
+        if result is not None:
+            _log(self.handle, LOG_WARNING, f"ASGI callable should return None, but returned {result!r}")
+
+    def _failed(self, exc):
+        # Unlike HTTP, a disconnect is an ordinary WebSocket event: an app
+        # that raises something else after it still has a bug worth logging.
+        if isinstance(exc, ClientDisconnected) or (self.cancelled and isinstance(exc, asyncio.CancelledError)):
+            self.gone = True
+            _log(self.handle, LOG_DEBUG, f"ASGI websocket ended, client disconnected: {exc!r}")
+            return
+        self.error = True
+        if self.ended:
+            where = " after the denial response completed" if self.denial_started else " after closing"
+        elif self.accepted:
+            where = " after accepting"
+        elif self.denial_started:
+            where = " after the denial response started"
+        else:
+            where = ""
+        tb = "".join(traceback.format_exception(exc))
+        _log(self.handle, LOG_ERROR, f"ASGI websocket app raised an exception{where}:\n{tb}")
+
+    def done(self, task):
+        """The task's done callback."""
+        self.task_done = True
+        self.task = None  # breaks the connection <-> task cycle
+        if task.cancelled():
+            self.gone = True  # cancelled before its first step
+        self._finish()
+
+    def _finish(self):
+        # Never while Go may still read bytes of an outstanding send.
+        if self.finished or not self.task_done or self.sending is not None:
+            return
+        self.finished = True
+        handle = self.handle
+        if self.end_ok:
+            # The close (or the 403 it caused, or the denial response) went
+            # out: whatever the app did afterwards, nothing is left for Go.
+            code = OK
+        elif self.gone or self.disconnected:
+            code = CLIENT_GONE
+        elif self.error:
+            # Before accept Go can still answer 500; after it, close 1011.
+            code = APP_ERROR_AFTER_START if self.accepted or self.denial_started else APP_ERROR
+        elif self.denial_started:
+            _log(handle, LOG_ERROR, "ASGI callable returned without completing the denial response")
+            code = APP_ERROR_AFTER_START
+        else:
+            # Spec: returning without accepting is a rejection (Go answers
+            # 403); returning after accepting closes the connection (1000).
+            code = OK
+        self._wake()  # a receive() left waiting in some other task of the app
+        self.scope = None
+        self.server.forget(handle)
+        try:
+            _native.asgi_finish(handle, code)
+        except BaseException as exc:  # noqa: B036
+            _log(self.server.handle, LOG_ERROR, f"asgi_finish failed: {exc!r}")
+
+    def force_finish(self):
+        """Shutdown gave up on this connection: finish it as client-gone."""
+        if self.sending is not None:
+            _abandoned.append(self.sending)
+            self.sending = None
+        self.gone = True
+        self.task_done = True
+        self._finish()
+
+    # ------------------------------------------------------------ events
+
+    def _wake(self):
+        w = self.waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def on_message(self, data, is_text):
+        if self.close_sent or self.finished:
+            return  # the app is done reading: nobody will ask for it
+        self.inbox.append((data, is_text))
+        self._wake()
+
+    def on_close(self, code, reason):
+        self._lost(code, reason.decode("utf-8", "replace"))
+
+    def on_disconnect(self):
+        # Not a WebSocket event kind, but if Go reports the connection gone
+        # this way it means the same as a drop without a close frame. Unlike
+        # HTTP the task is not cancelled: WebSocket apps often only send,
+        # and their next send() raises ClientDisconnected instead.
+        self._lost()
+
+    def on_sent(self, ok):
+        self.sending = None
+        fut, self.send_fut = self.send_fut, None
+        if ok:
+            if self.ended:
+                self.end_ok = True
+        else:
+            self._lost()
+        if fut is not None and not fut.done():
+            fut.set_result(ok)
+        self._finish()
+
+    # ------------------------------------------------------------ receive
+
+    def _disconnect_message(self):
+        if self.peer_close is not None:
+            code, reason = self.peer_close
+        elif self.accepted and self.close_sent:
+            # The server closed the connection: its close frame's code.
+            code, reason = self.close_code, self.close_reason
+        else:
+            # Rejected before the handshake (403 or a denial response), or the
+            # connection finished: no close frame was ever exchanged.
+            code, reason = WS_ABNORMAL_CLOSURE, ""
+        # A new dict each time: apps may mutate the messages they receive.
+        return {"type": "websocket.disconnect", "code": code, "reason": reason}
+
+    async def receive(self):
+        # WebSocket spec: websocket.connect comes first, whatever happened.
+        if not self.connect_sent:
+            self.connect_sent = True
+            return {"type": "websocket.connect"}
+        while True:
+            if self.close_sent or self.finished or (self.ended and self.denial_started):
+                # The app ended the connection itself: unread messages are moot.
+                return self._disconnect_message()
+            if self.inbox:
+                data, is_text = self.inbox.popleft()
+                self._grant()
+                if is_text:
+                    # Go fails connections whose text is not UTF-8 (RFC 6455
+                    # 8.1); "replace" only guards against a broken peer.
+                    return {"type": "websocket.receive", "text": data.decode("utf-8", "replace")}
+                return {"type": "websocket.receive", "bytes": data}
+            if self.peer_close is not None:
+                # Messages the client sent before closing come first.
+                return self._disconnect_message()
+            # Nothing yet. Before accept this waits for the handshake: Go reads
+            # no message until then, so only a disconnect can come first.
+            if self.waiter is not None:
+                raise RuntimeError("receive() called while another receive() is waiting")
+            fut = self.waiter = self.server.loop.create_future()
+            try:
+                await fut
+            finally:
+                self.waiter = None
+
+    def _grant(self):
+        # One credit per message handed out: Go keeps its read-ahead window full.
+        try:
+            _native.ws_receive(self.handle)
+        except ClientDisconnected:
+            self.peer_close = self.peer_close or (WS_ABNORMAL_CLOSURE, "")
+
+    # ------------------------------------------------------------ send
+
+    async def send(self, message):
+        kind = message.get("type")
+        if self.finished:
+            raise RuntimeError(f"ASGI message '{kind}' sent after the websocket finished")
+        f = self.send_fut
+        if f is not None and not f.done():
+            raise RuntimeError(f"ASGI message '{kind}' sent while another send() is still in progress")
+        if self.disconnected:
+            # WebSocket spec 2.4+: send() on a closed connection raises an OSError.
+            raise ClientDisconnected("client disconnected")
+        if self.close_sent:
+            if kind in ("websocket.send", "websocket.close"):
+                raise ClientDisconnected(f"'{kind}' sent after 'websocket.close': the connection is closed")
+            raise RuntimeError(f"Unexpected ASGI message '{kind}' sent, after 'websocket.close'.")
+        if self.denial_started:
+            if self.ended:
+                raise RuntimeError(f"Unexpected ASGI message '{kind}' sent, after response already completed.")
+            if kind == "websocket.http.response.body":
+                return await self._send_denial_body(message)
+            raise _ws_expected(("websocket.http.response.body",), kind)
+        if not self.accepted:
+            if kind == "websocket.accept":
+                return await self._accept(message)
+            if kind == "websocket.close":
+                return await self._close(message)
+            if kind == "websocket.http.response.start":
+                return self._start_denial(message)
+            raise _ws_expected(_WS_BEFORE_ACCEPT, kind)
+        if kind == "websocket.send":
+            return await self._send_message(message)
+        if kind == "websocket.close":
+            return await self._close(message)
+        raise _ws_expected(("websocket.send", "websocket.close"), kind)
+
+    def _call(self, fn, *args):
+        try:
+            fn(self.handle, *args)
+        except ClientDisconnected:
+            self._lost()
+            raise
+
+    async def _ready(self):
+        # An earlier send() was cancelled before its completion arrived: one
+        # send at a time, so this one waits for it.
+        if self.sending is not None:
+            await self._completion()
+
+    async def _completion(self):
+        fut = self.send_fut = self.server.loop.create_future()
+        if not await fut:
+            raise ClientDisconnected("client disconnected")
+
+    async def _accept(self, message):
+        subprotocol = message.get("subprotocol")
+        if subprotocol is not None:
+            if not isinstance(subprotocol, str):
+                raise TypeError(f"websocket.accept 'subprotocol' must be a str or None, "
+                                f"not {type(subprotocol).__name__}")
+            # RFC 6455 4.1: the client fails the connection if the server
+            # picks a subprotocol it did not offer.
+            if subprotocol not in self.scope["subprotocols"]:
+                raise ValueError(f"websocket.accept 'subprotocol' {subprotocol!r} was not offered by the "
+                                 f"client (offered: {self.scope['subprotocols']!r})")
+        headers = _byte_pairs(message.get("headers", ()), "websocket.accept")
+        if any(name.lower() == b"sec-websocket-protocol" for name, _ in headers):
+            # WebSocket spec, "Accept": the subprotocol key sets that header.
+            raise ValueError("websocket.accept 'headers' must not include sec-websocket-protocol; "
+                             "use the 'subprotocol' key instead")
+        await self._ready()
+        self._call(_native.ws_accept, subprotocol or "", headers)
+        self.accepted = True
+        self.sending = headers
+        await self._completion()
+
+    async def _send_message(self, message):
+        data, text = message.get("bytes"), message.get("text")
+        # WebSocket spec, "Send": exactly one of bytes and text is non-None.
+        if (data is None) == (text is None):
+            which = "both" if data is not None else "neither"
+            raise ValueError(f"websocket.send must have exactly one of 'bytes' and 'text', got {which}")
+        if text is not None:
+            if not isinstance(text, str):
+                raise TypeError(f"websocket.send 'text' must be a str, not {type(text).__name__}")
+            payload, is_text = text.encode("utf-8"), True
+        else:
+            payload, is_text = _to_bytes(data, "websocket.send 'bytes'"), False
+        await self._ready()
+        self._call(_native.ws_send, payload, is_text)
+        # Go reads payload's memory until the completion event: keep it alive
+        # on the connection, even if this coroutine is cancelled meanwhile.
+        self.sending = payload
+        await self._completion()
+
+    async def _close(self, message):
+        code = message.get("code", 1000)
+        reason = message.get("reason") or ""  # spec 2.3: reason may be None
+        if type(code) is not int:
+            raise TypeError(f"websocket.close 'code' must be an int, not {type(code).__name__}")
+        if not isinstance(reason, str):
+            raise TypeError(f"websocket.close 'reason' must be a str, not {type(reason).__name__}")
+        await self._ready()
+        # Before accept Go answers the handshake with 403 (WebSocket spec,
+        # "Close"); after it, a close frame goes out.
+        self._call(_native.ws_close, code, reason)
+        self.close_sent = True
+        self.close_code, self.close_reason = code, reason
+        self.ended = True
+        self.sending = reason
+        self._wake()  # a receive() waiting elsewhere gets websocket.disconnect
+        await self._completion()
+
+    def _start_denial(self, message):
+        # The websocket.http.response extension: an HTTP response instead
+        # of the handshake.
+        status = message.get("status")
+        if type(status) is not int:
+            raise TypeError(f"websocket.http.response.start 'status' must be an int, not {type(status).__name__}")
+        if not 200 <= status <= 999:
+            raise ValueError(f"websocket.http.response.start 'status' must be 200-999, got {status}")
+        headers = _byte_pairs(message.get("headers", ()), "websocket.http.response.start")
+        self._call(_native.asgi_start, status, headers, False)
+        self.denial_started = True
+
+    async def _send_denial_body(self, message):
+        body = message.get("body", b"")
+        if type(body) is not bytes:
+            body = _to_bytes(body, "websocket.http.response.body 'body'")
+        more = bool(message.get("more_body", False))
+        if more and not body:
+            return
+        await self._ready()
+        if not more:
+            self.ended = True
+        self._call(_native.asgi_body, body, more)
+        self.sending = body
+        if not more:
+            self._wake()
+        await self._completion()
+
+
 # ---------------------------------------------------------------- the server
 
 
@@ -540,13 +956,16 @@ class _Server:
         self.idle = None  # resolved when the last request finishes during shutdown
         self.ready_sent = False
         self.stopped_sent = False
-        # Event kind -> handler; WebSocket adds its kinds (10+) here.
+        # Event kind -> handler.
         self.dispatch = {
             EV_REQUEST: self.on_request,
             EV_BODY: self.on_body,
             EV_DISCONNECT: self.on_disconnect,
             EV_SENT: self.on_sent,
             EV_SHUTDOWN: self.on_shutdown,
+            EV_WS_CONNECT: self.on_ws_connect,
+            EV_WS_MESSAGE: self.on_ws_message,
+            EV_WS_CLOSE: self.on_ws_close,
         }
 
     def log(self, level, message):
@@ -610,6 +1029,33 @@ class _Server:
         self.requests[req] = r
         task = r.task = self.loop.create_task(r.run())
         task.add_done_callback(r.done)
+
+    def on_ws_connect(self, event):
+        req = event[1]
+        if self.stopping:
+            _log(req, LOG_WARNING, "websocket arrived after the ASGI app began shutting down")
+            _native.asgi_finish(req, APP_ERROR)
+            return
+        try:
+            scope = build_websocket_scope(event[2], self.state)
+        except Exception as exc:
+            _log(req, LOG_ERROR, f"bad ASGI websocket from the native side: {exc!r}")
+            _native.asgi_finish(req, APP_ERROR)
+            return
+        ws = _WebSocket(self, req, scope)
+        self.requests[req] = ws
+        task = ws.task = self.loop.create_task(ws.run())
+        task.add_done_callback(ws.done)
+
+    def on_ws_message(self, event):
+        ws = self.requests.get(event[1])
+        if ws is not None:
+            ws.on_message(event[2], event[3])
+
+    def on_ws_close(self, event):
+        ws = self.requests.get(event[1])
+        if ws is not None:
+            ws.on_close(event[2], event[3])
 
     def on_body(self, event):
         r = self.requests.get(event[1])

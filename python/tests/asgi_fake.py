@@ -16,6 +16,8 @@ from caddysnake import asgi, bridge
 
 APP = 7000  # the app handle; request handles are small ints
 
+WS_WINDOW = 16  # Go's initial WebSocket message credits
+
 DEFAULT_OPTIONS = {"lifespan": "off", "loop": "asyncio", "startup_timeout": 5.0, "shutdown_timeout": 5.0}
 
 
@@ -52,6 +54,7 @@ class FakeASGINative:
         self.dead = set()  # requests whose native calls raise ClientDisconnected
         self.violations = []
         self.drains = 0
+        self.credits = {}  # ws req -> messages Go may still push (its read-ahead window)
 
     # --- the test side (Go)
     def push(self, *event):
@@ -71,6 +74,31 @@ class FakeASGINative:
             kw.setdefault("has_body", b"1")
         self.push(asgi.EV_REQUEST, req, parts(**kw))
 
+    def websocket(self, req, subprotocols=None, scheme=b"ws", headers=(), **kw):
+        """Queues a new WebSocket connection (EV_WS_CONNECT); subprotocols
+        (a str) becomes a sec-websocket-protocol header."""
+        headers = list(headers)
+        if subprotocols is not None:
+            headers.append((b"sec-websocket-protocol", subprotocols.encode()))
+        with self.cond:
+            self.credits[req] = WS_WINDOW
+        self.push(asgi.EV_WS_CONNECT, req, parts(scheme=scheme, headers=headers, **kw))
+
+    def ws_message(self, req, data):
+        """Go reading one client message: str is a text message."""
+        with self.cond:
+            # Go never reads past the credits Python granted: a test pushing
+            # more is wrong itself.
+            assert self.credits[req] > 0, "test pushed more messages than Go's window allows"
+            self.credits[req] -= 1
+        if isinstance(data, str):
+            self.push(asgi.EV_WS_MESSAGE, req, data.encode(), True)
+        else:
+            self.push(asgi.EV_WS_MESSAGE, req, data, False)
+
+    def ws_disconnect(self, req, code=1000, reason=b""):
+        self.push(asgi.EV_WS_CLOSE, req, code, reason)
+
     def complete(self, req, ok=True):
         self.push(asgi.EV_SENT, req, ok)
 
@@ -82,6 +110,12 @@ class FakeASGINative:
                 left = deadline - time.monotonic()
                 assert left > 0, "timed out waiting"
                 self.cond.wait(min(left, 0.005))
+
+    def drained(self, timeout=5.0):
+        """Waits until the loop took every queued event. It dispatches them
+        all before running any app code, so an app that polls a flag set
+        after this sees their effects."""
+        self.wait(lambda: not self.queue, timeout)
 
     def wait_finished(self, req, timeout=5.0):
         self.wait(lambda: req in self.finished, timeout)
@@ -155,6 +189,33 @@ class FakeASGINative:
     def asgi_early_hint(self, req, headers):
         with self.cond:
             self._record("early_hint", req, list(headers))
+
+    def ws_accept(self, req, subprotocol, headers):
+        if type(subprotocol) is not str or type(headers) is not list or not all(
+            type(h) is tuple and len(h) == 2 and type(h[0]) is bytes and type(h[1]) is bytes for h in headers
+        ):
+            self.violations.append(f"ws_accept({subprotocol!r}, {headers!r})")
+        self._send("ws_accept", req, headers, subprotocol, list(headers))
+
+    def ws_send(self, req, data, is_text):
+        if type(data) is not bytes or type(is_text) is not bool:
+            self.violations.append(f"ws_send({type(data).__name__}, {is_text!r})")
+        self._send("ws_send", req, data, bytes(bytearray(data)), is_text)
+
+    def ws_close(self, req, code, reason):
+        if type(code) is not int or type(reason) is not str:
+            self.violations.append(f"ws_close({code!r}, {reason!r})")
+        self._send("ws_close", req, reason, code, reason)
+
+    def ws_receive(self, req):
+        with self.cond:
+            self._record("ws_receive", req)
+            if req in self.dead:
+                raise self.ClientDisconnected("request is gone")
+            if self.credits.get(req, WS_WINDOW) >= WS_WINDOW:
+                self.violations.append(f"ws_receive on {req} grants a credit for no delivered message")
+            else:
+                self.credits[req] += 1
 
     def asgi_receive(self, req):
         with self.cond:

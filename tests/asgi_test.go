@@ -204,6 +204,22 @@ func TestASGIRawApp(t *testing.T) {
 		}
 	})
 
+	t.Run("send waits for a slow client (backpressure)", func(t *testing.T) {
+		conn := dial(t, c.Addr())
+		defer conn.Close()
+		fmt.Fprintf(conn, "GET /flood HTTP/1.1\r\nHost: %s\r\n\r\n", c.Addr())
+		time.Sleep(time.Second) // never read: the socket buffers fill up
+		var counts struct {
+			FloodSent int `json:"flood_sent"`
+		}
+		// The loop keeps serving others while that send waits.
+		json.Unmarshal(c.get(t, "/counts", 200), &counts)
+		t.Logf("sends completed to a client that reads nothing: %d of 200 MiB", counts.FloodSent)
+		if counts.FloodSent < 1 || counts.FloodSent > 60 {
+			t.Fatalf("%d 1 MiB sends returned to a client that read nothing: send must wait for the write", counts.FloodSent)
+		}
+	})
+
 	t.Run("malformed chunked body is 400", func(t *testing.T) {
 		resp, err := rawExchange(t, c.Addr(), "POST /echo HTTP/1.1\r\nHost: "+c.Addr()+"\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n", false, 5*time.Second)
 		if code := statusOf(resp); code != 400 {

@@ -13,7 +13,8 @@
 /trailers     a response with a trailer
 /wait-disconnect  waits on receive() for http.disconnect and counts it
 /sleep        sleeps 30 s; counts its cancellation
-/counts       {"disconnects": n, "cancelled": n}
+/flood        200 chunks of 1 MiB, counting in "flood_sent" each send that returned
+/counts       {"disconnects": n, "cancelled": n, "flood_sent": n}
 """
 
 import asyncio
@@ -23,7 +24,7 @@ import random
 
 BIG = random.Random(3).randbytes(10 * 1024 * 1024)
 BIG_SHA = hashlib.sha256(BIG).hexdigest()
-counts = {"disconnects": 0, "cancelled": 0}
+counts = {"disconnects": 0, "cancelled": 0, "flood_sent": 0}
 
 
 async def respond(send, body, status=200, headers=(), content_type=b"text/plain"):
@@ -103,6 +104,13 @@ async def app(scope, receive, send):
             counts["cancelled"] += 1
             raise
         await respond(send, b"slept")
+    elif path == "/flood":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        chunk = b"f" * (1024 * 1024)
+        for _ in range(200):
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            counts["flood_sent"] += 1
+        await send({"type": "http.response.body"})
     elif path == "/counts":
         await respond(send, json.dumps(counts).encode(), content_type=b"application/json")
     else:

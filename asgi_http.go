@@ -4,7 +4,6 @@ package caddysnake
 import "C"
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -294,11 +293,7 @@ func (req *asgiRequest) finish(code int) error {
 		// so the client cannot take the short response for a whole one.
 		panic(http.ErrAbortHandler)
 	case req.bodyErr != nil:
-		var tooLarge *http.MaxBytesError
-		if errors.As(req.bodyErr, &tooLarge) {
-			return caddyhttp.Error(http.StatusRequestEntityTooLarge, req.bodyErr)
-		}
-		return caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("reading request body: %w", req.bodyErr))
+		return bodyError(req.bodyErr)
 	case code == asgiClientGone:
 		return nil
 	default:

@@ -495,31 +495,40 @@ static PyObject *cs_asgi_trailers(PyObject *mod, PyObject *const *args, Py_ssize
 	                         go_trailers_adapter, more, 0);
 }
 
-// asgi_body(req, data, more_body): Go writes straight from data's buffer
-// later, on the request's goroutine; the Python side keeps data alive until
-// the completion event (caddysnake/asgi.py).
-static PyObject *cs_asgi_body(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
+// Shared by asgi_body(req, data, more_body) and ws_send(req, data, is_text):
+// Go writes straight from data's buffer later, on the request's goroutine;
+// asgi.py keeps data alive until the completion event.
+static PyObject *send_bytes_call(PyObject *mod, PyObject *const *args, Py_ssize_t nargs,
+                                 const char *usage, int64_t (*go)(uintptr_t, char *, size_t, int)) {
 	uintptr_t h;
 	if (nargs != 3) {
-		PyErr_SetString(PyExc_TypeError, "asgi_body(req, data, more_body)");
+		PyErr_SetString(PyExc_TypeError, usage);
 		return NULL;
 	}
 	if (parse_handle(args[0], &h) < 0) {
 		return NULL;
 	}
 	if (!PyBytes_CheckExact(args[1])) {
-		PyErr_Format(PyExc_TypeError, "asgi_body data must be bytes, not %.100s",
+		PyErr_Format(PyExc_TypeError, "%s: data must be bytes, not %.100s", usage,
 		             Py_TYPE(args[1])->tp_name);
 		return NULL;
 	}
-	int more = PyObject_IsTrue(args[2]);
-	if (more < 0) {
+	int flag = PyObject_IsTrue(args[2]);
+	if (flag < 0) {
 		return NULL;
 	}
-	if (go_asgi_body(h, PyBytes_AS_STRING(args[1]), (size_t)PyBytes_GET_SIZE(args[1]), more) < 0) {
+	if (go(h, PyBytes_AS_STRING(args[1]), (size_t)PyBytes_GET_SIZE(args[1]), flag) < 0) {
 		return dead_request(mod, h);
 	}
 	Py_RETURN_NONE;
+}
+
+static int64_t go_body_adapter(uintptr_t h, char *data, size_t n, int more) {
+	return go_asgi_body(h, data, n, more);
+}
+
+static PyObject *cs_asgi_body(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
+	return send_bytes_call(mod, args, nargs, "asgi_body(req, data, more_body)", go_body_adapter);
 }
 
 // asgi_pathsend(req, path)
@@ -640,30 +649,12 @@ static PyObject *cs_ws_accept(PyObject *mod, PyObject *const *args, Py_ssize_t n
 	Py_RETURN_NONE;
 }
 
-// ws_send(req, data, is_text): like asgi_body, Go reads data's buffer later
-// and asgi.py keeps it alive until the completion event.
+static int64_t go_ws_send_adapter(uintptr_t h, char *data, size_t n, int text) {
+	return go_ws_send(h, data, n, text);
+}
+
 static PyObject *cs_ws_send(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
-	uintptr_t h;
-	if (nargs != 3) {
-		PyErr_SetString(PyExc_TypeError, "ws_send(req, data, is_text)");
-		return NULL;
-	}
-	if (parse_handle(args[0], &h) < 0) {
-		return NULL;
-	}
-	if (!PyBytes_CheckExact(args[1])) {
-		PyErr_Format(PyExc_TypeError, "ws_send data must be bytes, not %.100s",
-		             Py_TYPE(args[1])->tp_name);
-		return NULL;
-	}
-	int text = PyObject_IsTrue(args[2]);
-	if (text < 0) {
-		return NULL;
-	}
-	if (go_ws_send(h, PyBytes_AS_STRING(args[1]), (size_t)PyBytes_GET_SIZE(args[1]), text) < 0) {
-		return dead_request(mod, h);
-	}
-	Py_RETURN_NONE;
+	return send_bytes_call(mod, args, nargs, "ws_send(req, data, is_text)", go_ws_send_adapter);
 }
 
 // ws_close(req, code, reason)

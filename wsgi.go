@@ -105,11 +105,7 @@ func (a *WSGIApp) Serve(w http.ResponseWriter, r *http.Request) error {
 		// rather than a truncated one that looks complete.
 		panic(http.ErrAbortHandler)
 	case req.bodyErr != nil:
-		var tooLarge *http.MaxBytesError
-		if errors.As(req.bodyErr, &tooLarge) {
-			return caddyhttp.Error(http.StatusRequestEntityTooLarge, req.bodyErr)
-		}
-		return caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("reading request body: %w", req.bodyErr))
+		return bodyError(req.bodyErr)
 	default:
 		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("python app %s raised an exception (traceback logged above)", a.target))
 	}
@@ -234,4 +230,15 @@ func freeAll(ps ...*C.char) {
 	for _, p := range ps {
 		C.free(unsafe.Pointer(p))
 	}
+}
+
+// bodyError is the answer to a request whose body could not be read, when
+// the app failed because of it before responding: 413 over a request_body
+// limit, else 400 (a malformed or cut-short body is the client's fault).
+func bodyError(err error) error {
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		return caddyhttp.Error(http.StatusRequestEntityTooLarge, err)
+	}
+	return caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("reading request body: %w", err))
 }

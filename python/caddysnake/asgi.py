@@ -209,42 +209,41 @@ def _byte_pairs(headers, what):
     return out
 
 
-# ---------------------------------------------------------------- one request
+# ---------------------------------------------------------------- one exchange
 
 
-class _Request:
-    """One HTTP request: the app's task, its receive() and send()."""
+class _Exchange:
+    """What an HTTP request and a WebSocket connection share: the app's task
+    and how it ends, and sends, one at a time, whose bytes Go reads until
+    their completion event.
+
+    A subclass provides receive() and send(), `disconnected`, and the hooks:
+    _wake() (answers a waiting receive()), _lost() (a failed completion: the
+    client is gone), _refused() (a native call raised ClientDisconnected),
+    _where() and _unfinished_code(); _KIND and _APP name it in log messages.
+    """
 
     __slots__ = (
-        "server", "handle", "scope", "task",
-        # request body
-        "expect_body", "body_done", "receiving", "buffered", "waiter",
-        # response
-        "response_started", "response_complete", "trailers", "trailers_pending",
-        "sending", "send_fut", "done_ok",
+        "server", "handle", "scope", "task", "waiter",
+        # send
+        "ended", "end_ok", "sending", "send_fut",
         # ending
-        "disconnected", "cancelled", "gone", "error", "task_done", "finished",
+        "cancelled", "gone", "error", "task_done", "finished",
     )
 
-    def __init__(self, server, handle, scope, expect_body):
+    def __init__(self, server, handle, scope):
         self.server = server
         self.handle = handle
         self.scope = scope
         self.task = None
-        self.expect_body = expect_body  # has_body was not b"0"
-        self.body_done = False  # the final http.request was delivered
-        self.receiving = False  # an asgi_receive is outstanding
-        self.buffered = None  # a chunk that arrived after its receive() was cancelled
         self.waiter = None  # future of the receive() now waiting
-        self.response_started = False
-        self.response_complete = False  # the final body/pathsend/trailers was issued
-        self.trailers = False  # http.response.start asked for trailers
-        self.trailers_pending = False  # body ended, trailers must follow
+        # The app's last message was issued: HTTP the final body, pathsend or
+        # trailers; WebSocket the close or the final denial body.
+        self.ended = False
+        self.end_ok = False  # ... and its completion came back ok: the exchange is over
         self.sending = None  # what Go is reading until the completion event
         self.send_fut = None  # future of the send() waiting for that completion
-        self.done_ok = False  # the final send's completion arrived, ok
-        self.disconnected = False
-        self.cancelled = False  # we cancelled the task
+        self.cancelled = False  # we cancelled the task (shutdown; HTTP also a disconnect nobody hears)
         self.gone = False  # the task ended because the client left
         self.error = False  # the app raised (logged already)
         self.task_done = False
@@ -261,29 +260,24 @@ class _Request:
         if result is not None:
             _log(self.handle, LOG_WARNING, f"ASGI callable should return None, but returned {result!r}")
 
+    def _client_left(self, exc):
+        """Whether exc ended the task because the client left, not an app bug."""
+        return isinstance(exc, ClientDisconnected) or (self.cancelled and isinstance(exc, asyncio.CancelledError))
+
     def _failed(self, exc):
-        if (
-            isinstance(exc, ClientDisconnected)
-            or self.disconnected
-            or (self.cancelled and isinstance(exc, asyncio.CancelledError))
-        ):
+        if self._client_left(exc):
             self.gone = True
-            _log(self.handle, LOG_DEBUG, f"ASGI request ended, client disconnected: {exc!r}")
+            _log(self.handle, LOG_DEBUG, f"ASGI {self._KIND} ended, client disconnected: {exc!r}")
             return
         self.error = True
-        if self.response_complete:
-            where = " after the response completed"
-        elif self.response_started:
-            where = " after the response started"
-        else:
-            where = ""
+        where = self._where()
         tb = "".join(traceback.format_exception(exc))
-        _log(self.handle, LOG_ERROR, f"ASGI app raised an exception{where}:\n{tb}")
+        _log(self.handle, LOG_ERROR, f"ASGI {self._APP} raised an exception{where}:\n{tb}")
 
     def done(self, task):
         """The task's done callback."""
         self.task_done = True
-        self.task = None  # breaks the request <-> task cycle
+        self.task = None  # breaks the exchange <-> task cycle
         if task.cancelled():
             # Cancelled before its first step: run() never saw it.
             self.gone = True
@@ -295,18 +289,15 @@ class _Request:
             return
         self.finished = True
         handle = self.handle
-        if self.done_ok:
+        if self.end_ok:
+            # The last message (for a WebSocket also the 403 a close before
+            # accept causes) went out: whatever the app did afterwards,
+            # nothing is left for Go.
             code = OK
         elif self.gone or self.disconnected:
             code = CLIENT_GONE
-        elif self.error:
-            code = APP_ERROR_AFTER_START if self.response_started else APP_ERROR
-        elif not self.response_started:
-            _log(handle, LOG_ERROR, "ASGI callable returned without starting response")
-            code = APP_ERROR
         else:
-            _log(handle, LOG_ERROR, "ASGI callable returned without completing response")
-            code = APP_ERROR_AFTER_START
+            code = self._unfinished_code()
         self._wake()  # a receive() left waiting in some other task of the app
         self.scope = None
         self.server.forget(handle)
@@ -316,13 +307,101 @@ class _Request:
             _log(self.server.handle, LOG_ERROR, f"asgi_finish failed: {exc!r}")
 
     def force_finish(self):
-        """Shutdown gave up on this request: finish it as client-gone."""
+        """Shutdown gave up on this request or connection: finish it as client-gone."""
         if self.sending is not None:
             _abandoned.append(self.sending)
             self.sending = None
         self.gone = True
         self.task_done = True
         self._finish()
+
+    # ------------------------------------------------------------ events
+
+    def on_sent(self, ok):
+        """The completion event of the outstanding send."""
+        self.sending = None
+        fut, self.send_fut = self.send_fut, None
+        if ok:
+            if self.ended:
+                self.end_ok = True
+        else:
+            self._lost()
+        if fut is not None and not fut.done():
+            fut.set_result(ok)
+        self._finish()
+
+    # ------------------------------------------------------------ send
+
+    def _call(self, fn, *args):
+        try:
+            fn(self.handle, *args)
+        except ClientDisconnected:
+            self._refused()
+            raise
+
+    async def _ready(self):
+        # An earlier send() was cancelled before its completion arrived: one
+        # send at a time, so this one waits for it.
+        if self.sending is not None:
+            await self._completion()
+
+    async def _completion(self):
+        fut = self.send_fut = self.server.loop.create_future()
+        if not await fut:
+            raise ClientDisconnected("client disconnected")
+
+
+# ---------------------------------------------------------------- one request
+
+
+class _Request(_Exchange):
+    """One HTTP request: the app's task, its receive() and send()."""
+
+    _KIND = "request"
+    _APP = "app"
+
+    __slots__ = (
+        # request body
+        "expect_body", "body_done", "receiving", "buffered",
+        # response
+        "response_started", "trailers", "trailers_pending",
+        # ending
+        "disconnected",
+    )
+
+    def __init__(self, server, handle, scope, expect_body):
+        _Exchange.__init__(self, server, handle, scope)
+        self.expect_body = expect_body  # has_body was not b"0"
+        self.body_done = False  # the final http.request was delivered
+        self.receiving = False  # an asgi_receive is outstanding
+        self.buffered = None  # a chunk that arrived after its receive() was cancelled
+        self.response_started = False
+        self.trailers = False  # http.response.start asked for trailers
+        self.trailers_pending = False  # body ended, trailers must follow
+        self.disconnected = False
+
+    # ------------------------------------------------------------ task
+
+    def _client_left(self, exc):
+        # Once the client is gone, whatever the app raises is put down to
+        # that (unlike WebSocket, where a disconnect is an ordinary event).
+        return self.disconnected or _Exchange._client_left(self, exc)
+
+    def _where(self):
+        if self.ended:
+            return " after the response completed"
+        if self.response_started:
+            return " after the response started"
+        return ""
+
+    def _unfinished_code(self):
+        if self.error:
+            return APP_ERROR_AFTER_START if self.response_started else APP_ERROR
+        if not self.response_started:
+            _log(self.handle, LOG_ERROR, "ASGI callable returned without starting response")
+            return APP_ERROR
+        _log(self.handle, LOG_ERROR, "ASGI callable returned without completing response")
+        return APP_ERROR_AFTER_START
 
     # ------------------------------------------------------------ events
 
@@ -333,6 +412,13 @@ class _Request:
             w.set_result(_disconnect())
             return True
         return False
+
+    def _lost(self):
+        self.disconnected = True
+        self._wake()
+
+    def _refused(self):
+        self.disconnected = True
 
     def on_body(self, data, more):
         self.receiving = False
@@ -347,31 +433,18 @@ class _Request:
 
     def on_disconnect(self):
         self.disconnected = True
-        if self._wake() or self.response_complete or self.task is None:
+        if self._wake() or self.ended or self.task is None:
             return  # the app hears of it, or there is nothing left to stop
         # Nobody listens: stop the coroutine, its client is gone.
         self.cancelled = True
         self.task.cancel()
-
-    def on_sent(self, ok):
-        self.sending = None
-        fut, self.send_fut = self.send_fut, None
-        if ok:
-            if self.response_complete:
-                self.done_ok = True
-        else:
-            self.disconnected = True
-            self._wake()
-        if fut is not None and not fut.done():
-            fut.set_result(ok)
-        self._finish()
 
     # ------------------------------------------------------------ receive
 
     async def receive(self):
         # ASGI HTTP spec: once the response is sent or the client is gone,
         # receive() returns http.disconnect.
-        if self.disconnected or self.response_complete or self.finished:
+        if self.disconnected or self.ended or self.finished:
             return _disconnect()
         msg = self.buffered
         if msg is not None:
@@ -419,7 +492,7 @@ class _Request:
             if kind == "http.response.early_hint":
                 return self._early_hint(message)
             expected = "http.response.start"
-        elif self.response_complete:
+        elif self.ended:
             raise RuntimeError(f"Unexpected ASGI message '{kind}' sent, after response already completed.")
         elif self.trailers_pending:
             if kind == "http.response.trailers":
@@ -432,13 +505,6 @@ class _Request:
                 return await self._send_path(message)
             expected = "http.response.body"
         raise RuntimeError(f"Expected ASGI message '{expected}', but got '{kind}'.")
-
-    def _call(self, fn, *args):
-        try:
-            fn(self.handle, *args)
-        except ClientDisconnected:
-            self.disconnected = True
-            raise
 
     def _start(self, message):
         status = message.get("status")
@@ -471,20 +537,9 @@ class _Request:
             self._end_of_response()
 
     def _end_of_response(self):
-        self.response_complete = True
+        self.ended = True
         if not self.receiving:
             self._wake()  # a receive() waiting after the body gets http.disconnect
-
-    async def _ready(self):
-        # An earlier send() was cancelled before its completion arrived: one
-        # send at a time, so this one waits for it.
-        if self.sending is not None:
-            await self._completion()
-
-    async def _completion(self):
-        fut = self.send_fut = self.server.loop.create_future()
-        if not await fut:
-            raise ClientDisconnected("client disconnected")
 
     async def _send_body(self, message):
         body = message.get("body", b"")
@@ -543,7 +598,7 @@ def _ws_expected(expected, kind):
     return RuntimeError(f"Expected ASGI message {listed}, but got '{kind}'.")
 
 
-class _WebSocket:
+class _WebSocket(_Exchange):
     """One WebSocket connection: the app's task, its receive() and send().
 
     Go reads client messages ahead into the app's event queue, but only as
@@ -551,40 +606,26 @@ class _WebSocket:
     app grants one more (ws_receive), so at most Go's window is ever queued.
     """
 
+    _KIND = "websocket"
+    _APP = "websocket app"
+
     __slots__ = (
-        "server", "handle", "scope", "task",
         # receive
-        "connect_sent", "inbox", "waiter", "peer_close",
+        "connect_sent", "inbox", "peer_close",
         # send
         "accepted", "denial_started", "close_sent", "close_code", "close_reason",
-        "ended", "end_ok", "sending", "send_fut",
-        # ending
-        "cancelled", "gone", "error", "task_done", "finished",
     )
 
     def __init__(self, server, handle, scope):
-        self.server = server
-        self.handle = handle
-        self.scope = scope
-        self.task = None
+        _Exchange.__init__(self, server, handle, scope)
         self.connect_sent = False  # receive() returned websocket.connect
         self.inbox = collections.deque()  # (data, is_text) not yet handed to the app
-        self.waiter = None  # wakes the receive() now waiting
         self.peer_close = None  # (code, reason) once the client is gone
         self.accepted = False  # ws_accept was called
         self.denial_started = False  # websocket.http.response.start was sent
         self.close_sent = False  # the app sent websocket.close
         self.close_code = WS_ABNORMAL_CLOSURE  # its code and reason, for receive()
         self.close_reason = ""
-        self.ended = False  # the app's last message (close / final denial body) was issued
-        self.end_ok = False  # ... and its completion came back ok: the exchange is over
-        self.sending = None  # what Go is reading until the completion event
-        self.send_fut = None  # future of the send() waiting for that completion
-        self.cancelled = False  # we cancelled the task (shutdown)
-        self.gone = False  # the task ended because the client left
-        self.error = False  # the app raised (logged already)
-        self.task_done = False
-        self.finished = False  # asgi_finish was called: the handle is dead
 
     @property
     def disconnected(self):
@@ -596,82 +637,34 @@ class _WebSocket:
             self.peer_close = (code, reason)
         self._wake()
 
+    # A native call that finds the connection gone: a drop without a close frame.
+    _refused = _lost
+
     # ------------------------------------------------------------ task
 
-    async def run(self):
-        try:
-            result = await self.server.app(self.scope, self.receive, self.send)
-        except BaseException as exc:  # noqa: B036 - nothing may unwind into the loop
-            self._failed(exc)
-            return
-        if result is not None:
-            _log(self.handle, LOG_WARNING, f"ASGI callable should return None, but returned {result!r}")
+    # Unlike HTTP, a disconnect is an ordinary WebSocket event: an app that
+    # raises something else after it still has a bug worth logging, so
+    # _client_left is _Exchange's.
 
-    def _failed(self, exc):
-        # Unlike HTTP, a disconnect is an ordinary WebSocket event: an app
-        # that raises something else after it still has a bug worth logging.
-        if isinstance(exc, ClientDisconnected) or (self.cancelled and isinstance(exc, asyncio.CancelledError)):
-            self.gone = True
-            _log(self.handle, LOG_DEBUG, f"ASGI websocket ended, client disconnected: {exc!r}")
-            return
-        self.error = True
+    def _where(self):
         if self.ended:
-            where = " after the denial response completed" if self.denial_started else " after closing"
-        elif self.accepted:
-            where = " after accepting"
-        elif self.denial_started:
-            where = " after the denial response started"
-        else:
-            where = ""
-        tb = "".join(traceback.format_exception(exc))
-        _log(self.handle, LOG_ERROR, f"ASGI websocket app raised an exception{where}:\n{tb}")
+            return " after the denial response completed" if self.denial_started else " after closing"
+        if self.accepted:
+            return " after accepting"
+        if self.denial_started:
+            return " after the denial response started"
+        return ""
 
-    def done(self, task):
-        """The task's done callback."""
-        self.task_done = True
-        self.task = None  # breaks the connection <-> task cycle
-        if task.cancelled():
-            self.gone = True  # cancelled before its first step
-        self._finish()
-
-    def _finish(self):
-        # Never while Go may still read bytes of an outstanding send.
-        if self.finished or not self.task_done or self.sending is not None:
-            return
-        self.finished = True
-        handle = self.handle
-        if self.end_ok:
-            # The close (or the 403 it caused, or the denial response) went
-            # out: whatever the app did afterwards, nothing is left for Go.
-            code = OK
-        elif self.gone or self.disconnected:
-            code = CLIENT_GONE
-        elif self.error:
+    def _unfinished_code(self):
+        if self.error:
             # Before accept Go can still answer 500; after it, close 1011.
-            code = APP_ERROR_AFTER_START if self.accepted or self.denial_started else APP_ERROR
-        elif self.denial_started:
-            _log(handle, LOG_ERROR, "ASGI callable returned without completing the denial response")
-            code = APP_ERROR_AFTER_START
-        else:
-            # Spec: returning without accepting is a rejection (Go answers
-            # 403); returning after accepting closes the connection (1000).
-            code = OK
-        self._wake()  # a receive() left waiting in some other task of the app
-        self.scope = None
-        self.server.forget(handle)
-        try:
-            _native.asgi_finish(handle, code)
-        except BaseException as exc:  # noqa: B036
-            _log(self.server.handle, LOG_ERROR, f"asgi_finish failed: {exc!r}")
-
-    def force_finish(self):
-        """Shutdown gave up on this connection: finish it as client-gone."""
-        if self.sending is not None:
-            _abandoned.append(self.sending)
-            self.sending = None
-        self.gone = True
-        self.task_done = True
-        self._finish()
+            return APP_ERROR_AFTER_START if self.accepted or self.denial_started else APP_ERROR
+        if self.denial_started:
+            _log(self.handle, LOG_ERROR, "ASGI callable returned without completing the denial response")
+            return APP_ERROR_AFTER_START
+        # Spec: returning without accepting is a rejection (Go answers
+        # 403); returning after accepting closes the connection (1000).
+        return OK
 
     # ------------------------------------------------------------ events
 
@@ -695,18 +688,6 @@ class _WebSocket:
         # HTTP the task is not cancelled: WebSocket apps often only send,
         # and their next send() raises ClientDisconnected instead.
         self._lost()
-
-    def on_sent(self, ok):
-        self.sending = None
-        fut, self.send_fut = self.send_fut, None
-        if ok:
-            if self.ended:
-                self.end_ok = True
-        else:
-            self._lost()
-        if fut is not None and not fut.done():
-            fut.set_result(ok)
-        self._finish()
 
     # ------------------------------------------------------------ receive
 
@@ -795,24 +776,6 @@ class _WebSocket:
         if kind == "websocket.close":
             return await self._close(message)
         raise _ws_expected(("websocket.send", "websocket.close"), kind)
-
-    def _call(self, fn, *args):
-        try:
-            fn(self.handle, *args)
-        except ClientDisconnected:
-            self._lost()
-            raise
-
-    async def _ready(self):
-        # An earlier send() was cancelled before its completion arrived: one
-        # send at a time, so this one waits for it.
-        if self.sending is not None:
-            await self._completion()
-
-    async def _completion(self):
-        fut = self.send_fut = self.server.loop.create_future()
-        if not await fut:
-            raise ClientDisconnected("client disconnected")
 
     async def _accept(self, message):
         subprotocol = message.get("subprotocol")

@@ -975,6 +975,16 @@ class _Server:
                 except BaseException as exc:  # noqa: B036 - one bad event must not stop the others
                     self.log(LOG_ERROR, f"handling ASGI event {event[0]!r} failed:\n"
                                         + "".join(traceback.format_exception(exc)))
+                    self._abandon(event)
+
+    def _abandon(self, event):
+        """Ends the task of a request whose event could not be handled: left
+        alone, it (and its client, and its goroutine in Go) would wait for that
+        event forever. Cancelled without being marked client-caused, it ends as
+        an app error: 500 before the response started, an abort after."""
+        ex = self.requests.get(event[1]) if len(event) > 1 else None
+        if ex is not None and ex.task is not None and not ex.task.done():
+            ex.task.cancel()
 
     def on_request(self, event):
         req = event[1]

@@ -653,3 +653,18 @@ def test_as_asgi3_detection():
     for legacy in (ASGI2App, asgi2_function, lambda *args: None):
         wrapped = asgi.as_asgi3(legacy)
         assert wrapped is not legacy and wrapped.__wrapped_asgi2__ is legacy
+
+
+def test_event_that_cannot_be_handled_ends_its_request(asgi_native, serve):
+    # A malformed event (here a body chunk missing its fields) must not leave
+    # the request waiting forever: its task is ended as an app error.
+    async def app(scope, receive, send):
+        await receive()
+        await respond()(scope, receive, send)
+
+    serve(app)
+    asgi_native.request(1, has_body=b"1")  # no chunks queued: receive() stays pending
+    asgi_native.wait(lambda: 1 in asgi_native.receiving)
+    asgi_native.push(asgi.EV_BODY, 1)
+    assert asgi_native.wait_finished(1) == asgi.APP_ERROR
+    assert any("handling ASGI event 1 failed" in m for m in asgi_native.messages(3))

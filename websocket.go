@@ -185,10 +185,15 @@ func (req *asgiRequest) finishWebSocket(code int) error {
 		}
 	}
 	if !ws.closed {
-		switch code {
-		case asgiComplete:
+		switch {
+		case code == asgiComplete:
 			ws.conn.Close(websocket.StatusNormalClosure, "")
-		case asgiClientGone:
+		case req.app.closing.Load():
+			// The app is being stopped or replaced (its tasks were cancelled):
+			// RFC 6455 7.4.1's 1001 tells the client to reconnect, unlike the
+			// bare drop it would see for a network failure.
+			ws.conn.Close(websocket.StatusGoingAway, "server restarting")
+		case code == asgiClientGone:
 			ws.conn.CloseNow()
 		default:
 			ws.conn.Close(websocket.StatusInternalError, "")

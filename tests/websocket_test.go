@@ -296,3 +296,35 @@ func TestWebSocketSessionsDoNotLeak(t *testing.T) {
 		t.Errorf("RSS grew by %.1f MiB over 5000 sessions (want < 20 MiB)", float64(d)/(1<<20))
 	}
 }
+
+// A reload replaces the app: its open WebSockets are closed by the old
+// app's shutdown (not left dangling), the reload does not wait out the
+// shutdown timeout, and the new app serves new connections.
+func TestWebSocketReloadClosesOpenConnections(t *testing.T) {
+	c := startCaddy(t, asgiSite(t, "asgi_ws:app"))
+	var conns []*websocket.Conn
+	for i := 0; i < 5; i++ {
+		conn, _ := wsDial(t, wsURL(c, "/echo"), nil)
+		defer conn.CloseNow()
+		wsEcho(t, conn, websocket.MessageText, []byte("before reload"))
+		conns = append(conns, conn)
+	}
+	start := time.Now()
+	c.reload(t, asgiSite(t, "asgi_ws:app", "shutdown_timeout 20s"))
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("reload with open WebSockets took %v", d)
+	}
+	for i, conn := range conns {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, _, err := conn.Read(ctx)
+		cancel()
+		if code := websocket.CloseStatus(err); code != websocket.StatusGoingAway {
+			t.Errorf("connection %d: read after reload gave %v, want close 1001 (going away)", i, err)
+		}
+	}
+	conn, _ := wsDial(t, wsURL(c, "/echo"), nil)
+	defer conn.CloseNow()
+	if got := wsEcho(t, conn, websocket.MessageText, []byte("after reload")); string(got) != "after reload" {
+		t.Fatalf("new app echoed %q", got)
+	}
+}

@@ -82,6 +82,7 @@ func (a *ASGIApp) Serve(w http.ResponseWriter, r *http.Request) error {
 		req.ws = &asgiWebSocket{}
 	}
 	req.layout()
+	allowFullDuplex(w, r)
 	req.handle = asgiRequests.add(req)
 	defer req.release()
 

@@ -181,11 +181,12 @@ static void free_headers(PyObject *keep, cs_str *stack, cs_str *pairs) {
 }
 
 // read(handle, size) -> bytes: up to size bytes of the request body; fewer
-// only at its end, b"" after it.
-static PyObject *cs_read(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
+// only at its end, b"" after it. read1(handle, size): as soon as at least
+// one byte came (io's read1), for readline on a slowly arriving body.
+static PyObject *read_body(PyObject *mod, PyObject *const *args, Py_ssize_t nargs, int fill) {
 	uintptr_t h;
 	if (nargs != 2) {
-		PyErr_SetString(PyExc_TypeError, "read(handle, size)");
+		PyErr_SetString(PyExc_TypeError, fill ? "read(handle, size)" : "read1(handle, size)");
 		return NULL;
 	}
 	if (parse_handle(args[0], &h) < 0) {
@@ -205,7 +206,7 @@ static PyObject *cs_read(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
 	int64_t got;
 	// The body comes from a socket: never wait for it holding the GIL.
 	Py_BEGIN_ALLOW_THREADS
-	got = go_read(h, PyBytes_AS_STRING(b), (size_t)size);
+	got = go_read(h, PyBytes_AS_STRING(b), (size_t)size, fill);
 	Py_END_ALLOW_THREADS
 	if (got < 0) {
 		Py_DECREF(b);
@@ -216,6 +217,14 @@ static PyObject *cs_read(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
 		return NULL; // _PyBytes_Resize freed b
 	}
 	return b;
+}
+
+static PyObject *cs_read(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
+	return read_body(mod, args, nargs, 1);
+}
+
+static PyObject *cs_read1(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
+	return read_body(mod, args, nargs, 0);
 }
 
 // Result codes of go_write and go_sendfile.
@@ -708,6 +717,7 @@ static PyMethodDef module_methods[] = {
 	FASTCALL("asgi_ready", cs_asgi_ready, "asgi_ready(app, ok, message)"),
 	FASTCALL("asgi_stopped", cs_asgi_stopped, "asgi_stopped(app, ok, message)"),
 	{"read", (PyCFunction)(void (*)(void))cs_read, METH_FASTCALL, "read(handle, size) -> bytes"},
+	{"read1", (PyCFunction)(void (*)(void))cs_read1, METH_FASTCALL, "read1(handle, size) -> bytes"},
 	{"write", (PyCFunction)(void (*)(void))cs_write, METH_FASTCALL,
 	 "write(handle, status, headers, data, flush)"},
 	{"sendfile", (PyCFunction)(void (*)(void))cs_sendfile, METH_FASTCALL,

@@ -26,11 +26,13 @@ const (
 
 var errStaleHandle = errors.New("request is over (handle used outside its request)")
 
-// go_read fills buf from the request body, stopping early only at its end.
+// go_read fills buf from the request body, stopping early only at its end;
+// with fill == 0 it returns after the first read that yields anything (what
+// readline needs: a line must not wait for more bytes than the client sent).
 // Returns the byte count, or -1 with the cause kept for go_error.
 //
 //export go_read
-func go_read(h C.uintptr_t, buf *C.char, n C.size_t) C.int64_t {
+func go_read(h C.uintptr_t, buf *C.char, n C.size_t, fill C.int) C.int64_t {
 	req := requestOf(uintptr(h))
 	if req == nil {
 		return -1
@@ -43,7 +45,7 @@ func go_read(h C.uintptr_t, buf *C.char, n C.size_t) C.int64_t {
 	for got < len(p) {
 		m, err := req.r.Body.Read(p[got:])
 		got += m
-		if err == io.EOF {
+		if err == io.EOF || (fill == 0 && got > 0 && err == nil) {
 			break
 		}
 		if err != nil {

@@ -87,6 +87,7 @@ func (a *WSGIApp) Serve(w http.ResponseWriter, r *http.Request) error {
 		*req = wsgiRequest{done: req.done}
 		requestPool.Put(req)
 	}()
+	allowFullDuplex(w, r)
 	if err := a.pool.dispatch(req, r.Context().Done()); err != nil {
 		switch err {
 		case ErrBusy, ErrStopped:
@@ -241,4 +242,15 @@ func bodyError(err error) error {
 		return caddyhttp.Error(http.StatusRequestEntityTooLarge, err)
 	}
 	return caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("reading request body: %w", err))
+}
+
+// allowFullDuplex lets an app read the request body while it writes its
+// response. By default Go's HTTP/1 server first consumes whatever body is
+// left when the response starts, so an app echoing an upload line by line
+// (or an ASGI app streaming while it receives) would stall until the client
+// finished sending. HTTP/2 and 3 are full duplex already.
+func allowFullDuplex(w http.ResponseWriter, r *http.Request) {
+	if r.ProtoMajor == 1 && r.Body != nil && r.Body != http.NoBody {
+		_ = http.NewResponseController(w).EnableFullDuplex()
+	}
 }

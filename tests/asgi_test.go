@@ -220,6 +220,30 @@ func TestASGIRawApp(t *testing.T) {
 		}
 	})
 
+	t.Run("full duplex: the response streams while the body still arrives", func(t *testing.T) {
+		conn := dial(t, c.Addr())
+		defer conn.Close()
+		fmt.Fprintf(conn, "POST /duplex HTTP/1.1\r\nHost: %s\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n", c.Addr())
+		conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+		var got []byte
+		buf := make([]byte, 4096)
+		for !bytes.Contains(got, []byte("echo: first")) {
+			n, err := conn.Read(buf)
+			if err != nil {
+				t.Fatalf("the first chunk was not echoed while the upload was open (%v); read %q", err, got)
+			}
+			got = append(got, buf[:n]...)
+		}
+		fmt.Fprintf(conn, "6\r\nsecond\r\n0\r\n\r\n")
+		for !bytes.Contains(got, []byte("echo: second")) {
+			n, err := conn.Read(buf)
+			if err != nil {
+				t.Fatalf("second chunk: %v; read %q", err, got)
+			}
+			got = append(got, buf[:n]...)
+		}
+	})
+
 	t.Run("malformed chunked body is 400", func(t *testing.T) {
 		resp, err := rawExchange(t, c.Addr(), "POST /echo HTTP/1.1\r\nHost: "+c.Addr()+"\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n", false, 5*time.Second)
 		if code := statusOf(resp); code != 400 {

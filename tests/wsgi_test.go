@@ -443,3 +443,30 @@ http://127.0.0.1:{{PORT2}} {
 		t.Errorf("second site: %d %q", resp.StatusCode, b)
 	}
 }
+
+// readline() on a body that arrives slowly returns each line as soon as it
+// is there: it must not wait for its 64 KiB read-ahead to fill.
+func TestReadlineOnTricklingUploadAnswersEachLine(t *testing.T) {
+	c := startCaddy(t, pySite("http://127.0.0.1:{{PORT}}", "wsgi_lines:app"))
+	conn := dial(t, c.Addr())
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST / HTTP/1.1\r\nHost: %s\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nline1\n\r\n", c.Addr())
+	conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+	var got []byte
+	buf := make([]byte, 4096)
+	for !bytes.Contains(got, []byte("got: line1")) {
+		n, err := conn.Read(buf)
+		if err != nil {
+			t.Fatalf("line 1 was not answered while the upload was still open (%v); read so far: %q", err, got)
+		}
+		got = append(got, buf[:n]...)
+	}
+	fmt.Fprintf(conn, "6\r\nline2\n\r\n0\r\n\r\n")
+	for !bytes.Contains(got, []byte("got: line2")) {
+		n, err := conn.Read(buf)
+		if err != nil {
+			t.Fatalf("line 2: %v; read so far: %q", err, got)
+		}
+		got = append(got, buf[:n]...)
+	}
+}

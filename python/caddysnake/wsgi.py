@@ -61,7 +61,8 @@ class InputStream:
     Streams the body from Caddy: nothing is read before the app asks for it.
     read(n) asks the native side for exactly the bytes it still needs, so a
     large read(n) is one native call and nothing is over-buffered; only
-    readline() needs read-ahead, in CHUNK-sized reads. The buffer is a
+    readline() needs read-ahead, in reads of up to CHUNK bytes that return
+    as soon as anything arrived. The buffer is a
     bytearray: deleting from its front is cheap, so there is no quadratic
     copying. End of body is a b"" from the native read; after it no more
     native calls are made and every read returns b"".
@@ -75,12 +76,14 @@ class InputStream:
         self._eof = False
         self._finished = False
 
-    def _native_read(self, size):
+    def _native_read(self, size, partial=False):
         if self._finished:
             # The handle is dead once serve() returned: refuse rather than
             # read some other request's body.
             raise ValueError("wsgi.input used after the request finished")
-        data = _native.read(self._handle, size)
+        # partial: return as soon as anything came (readline's read-ahead must
+        # not hold a line back until CHUNK bytes of a slow upload arrived).
+        data = (_native.read1 if partial else _native.read)(self._handle, size)
         if not data:
             self._eof = True
         return data
@@ -139,7 +142,7 @@ class InputStream:
                 return self._take(limit)
             start = limit
             want = CHUNK if size < 0 else min(CHUNK, size - len(buf))
-            data = self._native_read(want)
+            data = self._native_read(want, partial=True)
             if data:
                 buf += data
 

@@ -54,6 +54,7 @@ class FakeNative:
     def __init__(self):
         self.bodies = {}
         self.read_sizes = []
+        self.read1_sizes = []  # the reads that may return early (readline)
         self.calls = []
         self.logs = []
         self.disconnect_after = None  # writes allowed before ClientDisconnected
@@ -64,6 +65,11 @@ class FakeNative:
         self.bodies[handle] = Body(data, piece=piece, fail_at=fail_at)
 
     # --- the native API
+    def read1(self, handle, size):
+        # The fake's read already returns what one piece holds.
+        self.read1_sizes.append(size)
+        return self.read(handle, size)
+
     def read(self, handle, size):
         if type(size) is not int or size < 0:
             self.violations.append(f"read size {size!r}")

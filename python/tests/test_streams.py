@@ -183,3 +183,16 @@ def test_input_after_request_is_refused(native, run):
     with pytest.raises(ValueError):
         kept["input"].read()
     assert wsgi.InputStream  # module still importable
+
+
+def test_readline_reads_may_return_early_but_read_n_fills(native):
+    # readline's read-ahead uses read1, which returns as soon as anything
+    # arrived: a line of a slowly trickling upload is not held back until
+    # CHUNK bytes came. read(n) keeps asking for the full n.
+    s = stream(native, b"first\nsecond\n" + b"x" * 100)
+    assert s.readline() == b"first\n"
+    assert native.read1_sizes and native.read_sizes[-1] == native.read1_sizes[-1]
+    before = len(native.read1_sizes)
+    s2 = stream(native, b"y" * 50, handle=2)
+    assert s2.read(50) == b"y" * 50
+    assert len(native.read1_sizes) == before  # read(n) used the filling read

@@ -13,6 +13,7 @@
 /trailers     a response with a trailer
 /wait-disconnect  waits on receive() for http.disconnect and counts it
 /sleep        sleeps 30 s; counts its cancellation
+/duplex       echoes each body chunk as soon as it arrives (full duplex)
 /flood        200 chunks of 1 MiB, counting in "flood_sent" each send that returned
 /counts       {"disconnects": n, "cancelled": n, "flood_sent": n}
 """
@@ -104,6 +105,13 @@ async def app(scope, receive, send):
             counts["cancelled"] += 1
             raise
         await respond(send, b"slept")
+    elif path == "/duplex":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        more = True
+        while more:
+            msg = await receive()
+            more = msg.get("more_body", False)
+            await send({"type": "http.response.body", "body": b"echo: " + msg["body"], "more_body": more})
     elif path == "/flood":
         await send({"type": "http.response.start", "status": 200, "headers": []})
         chunk = b"f" * (1024 * 1024)

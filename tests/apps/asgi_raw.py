@@ -47,7 +47,8 @@ def jsonable(v):
 async def app(scope, receive, send):
     if scope["type"] != "http":
         return
-    path = scope["path"]
+    # ASGI: path includes root_path (where the app is mounted); route on the rest.
+    path = scope["path"][len(scope["root_path"]):]
     if path == "/hello":
         await respond(send, b"hello")
     elif path.startswith("/scope") or path.startswith("/prefix"):

@@ -328,3 +328,20 @@ func TestWebSocketReloadClosesOpenConnections(t *testing.T) {
 		t.Fatalf("new app echoed %q", got)
 	}
 }
+
+// The server answers pings itself (RFC 6455 5.5.2), without the app: the
+// reader goroutine is in Read while it has credits.
+func TestWebSocketPingIsAnsweredByTheServer(t *testing.T) {
+	c := startCaddy(t, asgiSite(t, "asgi_ws:app"))
+	conn, _ := wsDial(t, wsURL(c, "/record"), nil) // accepts, then only waits
+	defer conn.CloseNow()
+	ctx := conn.CloseRead(context.Background()) // our side reads, for the pongs
+	for i := 0; i < 3; i++ {
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := conn.Ping(pctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("ping %d: %v", i, err)
+		}
+	}
+}

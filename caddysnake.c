@@ -81,6 +81,17 @@ static int parse_handle(PyObject *o, uintptr_t *h) {
 	return 0;
 }
 
+// Checks a native function's argument count (usage names its signature)
+// and parses the handle every one of them takes first.
+static int call_args(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t want, const char *usage,
+                     uintptr_t *h) {
+	if (nargs != want) {
+		PyErr_SetString(PyExc_TypeError, usage);
+		return -1;
+	}
+	return parse_handle(args[0], h);
+}
+
 // The bytes of a latin-1 str without copying: a 1-byte-kind str stores
 // exactly its latin-1 encoding. PEP 3333 requires header names and values to
 // be such "native strings".
@@ -185,11 +196,7 @@ static void free_headers(PyObject *keep, cs_str *stack, cs_str *pairs) {
 // one byte came (io's read1), for readline on a slowly arriving body.
 static PyObject *read_body(PyObject *mod, PyObject *const *args, Py_ssize_t nargs, int fill) {
 	uintptr_t h;
-	if (nargs != 2) {
-		PyErr_SetString(PyExc_TypeError, fill ? "read(handle, size)" : "read1(handle, size)");
-		return NULL;
-	}
-	if (parse_handle(args[0], &h) < 0) {
+	if (call_args(args, nargs, 2, fill ? "read(handle, size)" : "read1(handle, size)", &h) < 0) {
 		return NULL;
 	}
 	Py_ssize_t size = PyLong_AsSsize_t(args[1]);
@@ -244,11 +251,7 @@ static PyObject *write_error(PyObject *mod, uintptr_t h, int64_t rc) {
 // go first, once; then data, pushed to the client now if flush.
 static PyObject *cs_write(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
 	uintptr_t h;
-	if (nargs != 5) {
-		PyErr_SetString(PyExc_TypeError, "write(handle, status, headers, data, flush)");
-		return NULL;
-	}
-	if (parse_handle(args[0], &h) < 0) {
+	if (call_args(args, nargs, 5, "write(handle, status, headers, data, flush)", &h) < 0) {
 		return NULL;
 	}
 	int status = (int)PyLong_AsLong(args[1]);
@@ -289,11 +292,7 @@ static PyObject *cs_write(PyObject *mod, PyObject *const *args, Py_ssize_t nargs
 // count bytes (-1: to the end) of regular file fd from offset.
 static PyObject *cs_sendfile(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
 	uintptr_t h;
-	if (nargs != 6) {
-		PyErr_SetString(PyExc_TypeError, "sendfile(handle, status, headers, fd, offset, count)");
-		return NULL;
-	}
-	if (parse_handle(args[0], &h) < 0) {
+	if (call_args(args, nargs, 6, "sendfile(handle, status, headers, fd, offset, count)", &h) < 0) {
 		return NULL;
 	}
 	int status = (int)PyLong_AsLong(args[1]);
@@ -323,11 +322,7 @@ static PyObject *cs_sendfile(PyObject *mod, PyObject *const *args, Py_ssize_t na
 // log(handle, level, message): to Caddy's log, as the app's logger.
 static PyObject *cs_log(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
 	uintptr_t h;
-	if (nargs != 3) {
-		PyErr_SetString(PyExc_TypeError, "log(handle, level, message)");
-		return NULL;
-	}
-	if (parse_handle(args[0], &h) < 0) {
+	if (call_args(args, nargs, 3, "log(handle, level, message)", &h) < 0) {
 		return NULL;
 	}
 	int level = (int)PyLong_AsLong(args[1]);
@@ -435,11 +430,7 @@ static PyObject *call_with_headers(PyObject *mod, PyObject *const *args, Py_ssiz
                                    Py_ssize_t want, Py_ssize_t hdr_at, const char *usage,
                                    headers_call go, int64_t a, int64_t b) {
 	uintptr_t h;
-	if (nargs != want) {
-		PyErr_SetString(PyExc_TypeError, usage);
-		return NULL;
-	}
-	if (parse_handle(args[0], &h) < 0) {
+	if (call_args(args, nargs, want, usage, &h) < 0) {
 		return NULL;
 	}
 	cs_str stack[2 * STACK_HEADERS], *pairs;
@@ -510,11 +501,7 @@ static PyObject *cs_asgi_trailers(PyObject *mod, PyObject *const *args, Py_ssize
 static PyObject *send_bytes_call(PyObject *mod, PyObject *const *args, Py_ssize_t nargs,
                                  const char *usage, int64_t (*go)(uintptr_t, char *, size_t, int)) {
 	uintptr_t h;
-	if (nargs != 3) {
-		PyErr_SetString(PyExc_TypeError, usage);
-		return NULL;
-	}
-	if (parse_handle(args[0], &h) < 0) {
+	if (call_args(args, nargs, 3, usage, &h) < 0) {
 		return NULL;
 	}
 	if (!PyBytes_CheckExact(args[1])) {
@@ -543,11 +530,7 @@ static PyObject *cs_asgi_body(PyObject *mod, PyObject *const *args, Py_ssize_t n
 // asgi_pathsend(req, path)
 static PyObject *cs_asgi_pathsend(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
 	uintptr_t h;
-	if (nargs != 2) {
-		PyErr_SetString(PyExc_TypeError, "asgi_pathsend(req, path)");
-		return NULL;
-	}
-	if (parse_handle(args[0], &h) < 0) {
+	if (call_args(args, nargs, 2, "asgi_pathsend(req, path)", &h) < 0) {
 		return NULL;
 	}
 	Py_ssize_t n;
@@ -566,11 +549,7 @@ static PyObject *handle_int_call(PyObject *mod, PyObject *const *args, Py_ssize_
                                  Py_ssize_t want, const char *usage,
                                  int64_t (*fn)(uintptr_t, int)) {
 	uintptr_t h;
-	if (nargs != want) {
-		PyErr_SetString(PyExc_TypeError, usage);
-		return NULL;
-	}
-	if (parse_handle(args[0], &h) < 0) {
+	if (call_args(args, nargs, want, usage, &h) < 0) {
 		return NULL;
 	}
 	int v = 0;
@@ -604,11 +583,7 @@ static PyObject *cs_asgi_finish(PyObject *mod, PyObject *const *args, Py_ssize_t
 static PyObject *app_status_call(PyObject *const *args, Py_ssize_t nargs, const char *usage,
                                  void (*fn)(uintptr_t, int, char *, size_t)) {
 	uintptr_t h;
-	if (nargs != 3) {
-		PyErr_SetString(PyExc_TypeError, usage);
-		return NULL;
-	}
-	if (parse_handle(args[0], &h) < 0) {
+	if (call_args(args, nargs, 3, usage, &h) < 0) {
 		return NULL;
 	}
 	int ok = PyObject_IsTrue(args[1]);
@@ -632,11 +607,7 @@ static PyObject *cs_asgi_stopped(PyObject *mod, PyObject *const *args, Py_ssize_
 // ws_accept(req, subprotocol, headers)
 static PyObject *cs_ws_accept(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
 	uintptr_t h;
-	if (nargs != 3) {
-		PyErr_SetString(PyExc_TypeError, "ws_accept(req, subprotocol, headers)");
-		return NULL;
-	}
-	if (parse_handle(args[0], &h) < 0) {
+	if (call_args(args, nargs, 3, "ws_accept(req, subprotocol, headers)", &h) < 0) {
 		return NULL;
 	}
 	Py_ssize_t n;
@@ -669,11 +640,7 @@ static PyObject *cs_ws_send(PyObject *mod, PyObject *const *args, Py_ssize_t nar
 // ws_close(req, code, reason)
 static PyObject *cs_ws_close(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
 	uintptr_t h;
-	if (nargs != 3) {
-		PyErr_SetString(PyExc_TypeError, "ws_close(req, code, reason)");
-		return NULL;
-	}
-	if (parse_handle(args[0], &h) < 0) {
+	if (call_args(args, nargs, 3, "ws_close(req, code, reason)", &h) < 0) {
 		return NULL;
 	}
 	int code = (int)PyLong_AsLong(args[1]);

@@ -211,12 +211,12 @@ func go_asgi_drain(h C.uintptr_t, evs *C.cs_event, n C.int) C.int {
 		}
 		switch ev.kind {
 		case evRequest, evWSConnect:
-			a.drainPin.Pin(&ev.req.buf[0])
-			a.drainPin.Pin(&ev.req.ends[0])
-			o.data = (*C.char)(unsafe.Pointer(&ev.req.buf[0]))
-			o.len = C.size_t(len(ev.req.buf))
-			o.ends = (*C.int32_t)(unsafe.Pointer(&ev.req.ends[0]))
-			o.n = C.int(len(ev.req.ends))
+			a.drainPin.Pin(&ev.req.strs.buf[0])
+			a.drainPin.Pin(&ev.req.strs.ends[0])
+			o.data = (*C.char)(unsafe.Pointer(&ev.req.strs.buf[0]))
+			o.len = C.size_t(len(ev.req.strs.buf))
+			o.ends = (*C.int32_t)(unsafe.Pointer(&ev.req.strs.ends[0]))
+			o.n = C.int(len(ev.req.strs.ends))
 		case evBody, evWSMessage, evWSClose:
 			if len(ev.data) > 0 {
 				a.drainPin.Pin(&ev.data[0])

@@ -26,8 +26,7 @@ type asgiRequest struct {
 	handle uintptr
 	w      http.ResponseWriter
 	r      *http.Request
-	buf    []byte         // scope strings (pinned by go_asgi_drain while C reads them)
-	ends   []int32        // their end offsets
+	strs   cStrings       // scope strings (pinned by go_asgi_drain while C reads them)
 	body   []byte         // body chunk buffer
 	ws     *asgiWebSocket // non-nil for a WebSocket upgrade (websocket.go)
 
@@ -121,7 +120,7 @@ func (req *asgiRequest) release() {
 	case <-signal:
 	default:
 	}
-	*req = asgiRequest{body: body, signal: signal, buf: req.buf[:0], ends: req.ends[:0]}
+	*req = asgiRequest{body: body, signal: signal, strs: req.strs}
 	asgiRequestPool.Put(req)
 }
 
@@ -132,6 +131,8 @@ func (req *asgiRequest) release() {
 //	then lower-cased header name, value pairs.
 func (req *asgiRequest) layout() {
 	r := req.r
+	c := &req.strs
+	c.reset()
 	rootPath, pathInfo := splitScriptName(r)
 	rawPath := r.URL.EscapedPath()
 	if orig, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request); ok && orig.URL != nil && rootPath != "" {
@@ -150,43 +151,21 @@ func (req *asgiRequest) layout() {
 	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
 		hasBody = "0"
 	}
-	req.add(httpVersion(r))
-	req.add(r.Method)
-	req.add(scheme)
-	req.add(rootPath + pathInfo) // ASGI: path includes root_path
-	req.add(rawPath)
-	req.add(r.URL.RawQuery)
-	req.add(rootPath)
-	req.add(clientHost)
-	req.add(clientPort)
-	req.add(serverHost)
-	req.add(serverPort)
-	req.add(hasBody)
-	req.add("host")
-	req.add(r.Host)
-	for name, values := range r.Header {
-		for _, v := range values {
-			req.addLower(name)
-			req.add(v)
-		}
-	}
-}
-
-func (req *asgiRequest) add(s string) {
-	req.buf = append(req.buf, s...)
-	req.ends = append(req.ends, int32(len(req.buf)))
-}
-
-// addLower appends an ASCII-lower-cased header name (ASGI wants them so).
-func (req *asgiRequest) addLower(s string) {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		req.buf = append(req.buf, c)
-	}
-	req.ends = append(req.ends, int32(len(req.buf)))
+	c.add(httpVersion(r))
+	c.add(r.Method)
+	c.add(scheme)
+	c.add(rootPath + pathInfo) // ASGI: path includes root_path
+	c.add(rawPath)
+	c.add(r.URL.RawQuery)
+	c.add(rootPath)
+	c.add(clientHost)
+	c.add(clientPort)
+	c.add(serverHost)
+	c.add(serverPort)
+	c.add(hasBody)
+	c.add("host")
+	c.add(r.Host)
+	c.addHeaders(r.Header, true)
 }
 
 func httpVersion(r *http.Request) string {

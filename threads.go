@@ -133,8 +133,7 @@ type worker struct {
 	seq  atomic.Uint32 // bumped per request
 	ts   *C.PyThreadState
 	cur  atomic.Pointer[wsgiRequest]
-	buf  []byte  // request strings, reused (wsgi.go)
-	ends []int32 // their end offsets
+	strs cStrings // the request laid out for C, reused (wsgi.go)
 }
 
 const slotBits = 24

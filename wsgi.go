@@ -118,7 +118,7 @@ func (req *wsgiRequest) run(w *worker) {
 	w.cur.Store(req)
 	n := w.marshal(req.r)
 	rc := C.caddysnake_wsgi_call(w.ts, req.app.obj, C.uintptr_t(w.handle()),
-		(*C.char)(unsafe.Pointer(&w.buf[0])), (*C.int32_t)(unsafe.Pointer(&w.ends[0])), C.int(n))
+		(*C.char)(unsafe.Pointer(&w.strs.buf[0])), (*C.int32_t)(unsafe.Pointer(&w.strs.ends[0])), C.int(n))
 	w.cur.Store(nil)
 	req.done <- int(rc)
 }
@@ -133,7 +133,8 @@ func (req *wsgiRequest) run(w *worker) {
 //
 // The buffer holds no Go pointers, so passing it to C needs no pinning.
 func (w *worker) marshal(r *http.Request) int {
-	w.buf, w.ends = w.buf[:0], w.ends[:0]
+	c := &w.strs
+	c.reset()
 	scriptName, pathInfo := splitScriptName(r)
 	scheme := "http"
 	if r.TLS != nil {
@@ -141,30 +142,20 @@ func (w *worker) marshal(r *http.Request) int {
 	}
 	serverName, serverPort := serverAddr(r, scheme)
 	remoteAddr, remotePort := remoteAddr(r)
-	w.add(r.Method)
-	w.add(scriptName)
-	w.add(pathInfo)
-	w.add(r.URL.RawQuery)
-	w.add(protocol(r))
-	w.add(scheme)
-	w.add(serverName)
-	w.add(serverPort)
-	w.add(remoteAddr)
-	w.add(remotePort)
-	w.add("Host")
-	w.add(r.Host)
-	for name, values := range r.Header {
-		for _, v := range values {
-			w.add(name)
-			w.add(v)
-		}
-	}
-	return len(w.ends)
-}
-
-func (w *worker) add(s string) {
-	w.buf = append(w.buf, s...)
-	w.ends = append(w.ends, int32(len(w.buf)))
+	c.add(r.Method)
+	c.add(scriptName)
+	c.add(pathInfo)
+	c.add(r.URL.RawQuery)
+	c.add(protocol(r))
+	c.add(scheme)
+	c.add(serverName)
+	c.add(serverPort)
+	c.add(remoteAddr)
+	c.add(remotePort)
+	c.add("Host")
+	c.add(r.Host)
+	c.addHeaders(r.Header, false)
+	return len(c.ends)
 }
 
 // splitScriptName derives SCRIPT_NAME from a prefix Caddy stripped before

@@ -225,23 +225,10 @@ func TestASGIRawApp(t *testing.T) {
 		defer conn.Close()
 		fmt.Fprintf(conn, "POST /duplex HTTP/1.1\r\nHost: %s\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n", c.Addr())
 		conn.SetReadDeadline(time.Now().Add(3 * time.Second))
-		var got []byte
-		buf := make([]byte, 4096)
-		for !bytes.Contains(got, []byte("echo: first")) {
-			n, err := conn.Read(buf)
-			if err != nil {
-				t.Fatalf("the first chunk was not echoed while the upload was open (%v); read %q", err, got)
-			}
-			got = append(got, buf[:n]...)
-		}
+		// The first chunk must be echoed while the upload is still open.
+		got := readUntil(t, conn, nil, "echo: first")
 		fmt.Fprintf(conn, "6\r\nsecond\r\n0\r\n\r\n")
-		for !bytes.Contains(got, []byte("echo: second")) {
-			n, err := conn.Read(buf)
-			if err != nil {
-				t.Fatalf("second chunk: %v; read %q", err, got)
-			}
-			got = append(got, buf[:n]...)
-		}
+		readUntil(t, conn, got, "echo: second")
 	})
 
 	t.Run("malformed chunked body is 400", func(t *testing.T) {

@@ -503,3 +503,18 @@ func dial(t *testing.T, addr string) net.Conn {
 	}
 	return conn
 }
+
+// readUntil reads from conn into got until it holds want, failing with what
+// arrived if the read deadline (set by the caller) passes first.
+func readUntil(t *testing.T, conn net.Conn, got []byte, want string) []byte {
+	t.Helper()
+	buf := make([]byte, 4096)
+	for !bytes.Contains(got, []byte(want)) {
+		n, err := conn.Read(buf)
+		if err != nil {
+			t.Fatalf("waiting for %q: %v; read so far: %q", want, err, got)
+		}
+		got = append(got, buf[:n]...)
+	}
+	return got
+}

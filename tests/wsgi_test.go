@@ -452,21 +452,8 @@ func TestReadlineOnTricklingUploadAnswersEachLine(t *testing.T) {
 	defer conn.Close()
 	fmt.Fprintf(conn, "POST / HTTP/1.1\r\nHost: %s\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nline1\n\r\n", c.Addr())
 	conn.SetReadDeadline(time.Now().Add(3 * time.Second))
-	var got []byte
-	buf := make([]byte, 4096)
-	for !bytes.Contains(got, []byte("got: line1")) {
-		n, err := conn.Read(buf)
-		if err != nil {
-			t.Fatalf("line 1 was not answered while the upload was still open (%v); read so far: %q", err, got)
-		}
-		got = append(got, buf[:n]...)
-	}
+	// Line 1 must be answered while the upload is still open.
+	got := readUntil(t, conn, nil, "got: line1")
 	fmt.Fprintf(conn, "6\r\nline2\n\r\n0\r\n\r\n")
-	for !bytes.Contains(got, []byte("got: line2")) {
-		n, err := conn.Read(buf)
-		if err != nil {
-			t.Fatalf("line 2: %v; read so far: %q", err, got)
-		}
-		got = append(got, buf[:n]...)
-	}
+	readUntil(t, conn, got, "got: line2")
 }

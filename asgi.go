@@ -80,7 +80,7 @@ type ASGIApp struct {
 	opts    ASGIOptions
 	obj     *C.PyObject
 	handle  uintptr
-	wakeFd  int
+	wakeFd  int // the eventfd the loop waits on; -1 once closed (guarded by mu after start)
 	logger  *zap.Logger
 	closing atomic.Bool
 
@@ -172,22 +172,35 @@ func (a *ASGIApp) Close() {
 		return
 	}
 	asgiApps.remove(a.handle)
+	a.mu.Lock()
 	unix.Close(a.wakeFd)
+	a.wakeFd = -1
+	a.queue = nil
+	a.mu.Unlock()
 	onPythonMain(func() { C.caddysnake_release(a.obj) })
 }
 
-// post queues an event for the loop, waking it if it may be asleep.
+// post queues an event for the loop, waking it if it may be asleep. After
+// Close nobody reads events any more, and they are dropped.
+//
+// The wake-up write happens under mu, as does closing the eventfd in Close:
+// requests of a replaced app still post as they finish, and a write to the
+// closed fd number could land in whatever the kernel reused it for; a client
+// socket accepted meanwhile once received the 8 bytes of the counter.
 func (a *ASGIApp) post(ev asgiEvent) {
 	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.wakeFd < 0 {
+		return
+	}
 	a.queue = append(a.queue, ev)
-	wake := !a.signaled
+	if a.signaled {
+		return
+	}
 	a.signaled = true
-	a.mu.Unlock()
-	if wake {
-		one := [8]byte{1} // eventfd takes a native-endian uint64: 1 on little-endian
-		if _, err := unix.Write(a.wakeFd, one[:]); err != nil && err != unix.EAGAIN {
-			a.logger.Error("waking the ASGI loop failed", zap.Error(err))
-		}
+	one := [8]byte{1} // eventfd takes a native-endian uint64: 1 on little-endian
+	if _, err := unix.Write(a.wakeFd, one[:]); err != nil && err != unix.EAGAIN {
+		a.logger.Error("waking the ASGI loop failed", zap.Error(err))
 	}
 }
 

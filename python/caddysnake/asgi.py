@@ -186,6 +186,11 @@ def build_websocket_scope(parts, state):
     }
 
 
+def _websocket_scope_args(parts, state):
+    """_WebSocket's constructor arguments, as build_scope gives _Request's."""
+    return (build_websocket_scope(parts, state),)
+
+
 def _to_bytes(value, what):
     if type(value) is bytes:
         return value
@@ -987,38 +992,29 @@ class _Server:
             ex.task.cancel()
 
     def on_request(self, event):
-        req = event[1]
-        if self.stopping:
-            _log(req, LOG_WARNING, "request arrived after the ASGI app began shutting down")
-            _native.asgi_finish(req, APP_ERROR)
-            return
-        try:
-            scope, has_body = build_scope(event[2], self.state)
-        except Exception as exc:
-            _log(req, LOG_ERROR, f"bad ASGI request from the native side: {exc!r}")
-            _native.asgi_finish(req, APP_ERROR)
-            return
-        r = _Request(self, req, scope, has_body)
-        self.requests[req] = r
-        task = r.task = self.loop.create_task(r.run())
-        task.add_done_callback(r.done)
+        self._open(event, "request", build_scope, _Request)
 
     def on_ws_connect(self, event):
+        self._open(event, "websocket", _websocket_scope_args, _WebSocket)
+
+    def _open(self, event, what, build, cls):
+        """Starts the app's task for a new HTTP request or WebSocket: build
+        turns the event's parts into the exchange's constructor arguments."""
         req = event[1]
         if self.stopping:
-            _log(req, LOG_WARNING, "websocket arrived after the ASGI app began shutting down")
+            _log(req, LOG_WARNING, f"{what} arrived after the ASGI app began shutting down")
             _native.asgi_finish(req, APP_ERROR)
             return
         try:
-            scope = build_websocket_scope(event[2], self.state)
+            args = build(event[2], self.state)
         except Exception as exc:
-            _log(req, LOG_ERROR, f"bad ASGI websocket from the native side: {exc!r}")
+            _log(req, LOG_ERROR, f"bad ASGI {what} from the native side: {exc!r}")
             _native.asgi_finish(req, APP_ERROR)
             return
-        ws = _WebSocket(self, req, scope)
-        self.requests[req] = ws
-        task = ws.task = self.loop.create_task(ws.run())
-        task.add_done_callback(ws.done)
+        ex = cls(self, req, *args)
+        self.requests[req] = ex
+        task = ex.task = self.loop.create_task(ex.run())
+        task.add_done_callback(ex.done)
 
     def on_ws_message(self, event):
         ws = self.requests.get(event[1])

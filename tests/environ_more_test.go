@@ -51,18 +51,7 @@ func TestEnvironHTTP3(t *testing.T) {
 	defer tr.Close()
 	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
 	url := "https://" + c.Addr() + "/h3?k=v"
-	var resp *http.Response
-	var err error
-	// The internal CA may still be issuing the certificate just after start.
-	for i := 0; i < 50; i++ {
-		if resp, err = client.Get(url); err == nil {
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	if err != nil {
-		t.Fatalf("GET %s over HTTP/3: %v", url, err)
-	}
+	resp := getOnceCertReady(t, client, url)
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != 200 || resp.ProtoMajor != 3 {

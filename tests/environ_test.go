@@ -160,19 +160,7 @@ func TestEnvironHTTP2OverTLS(t *testing.T) {
 	}
 	defer client.CloseIdleConnections()
 	url := "https://" + c.Addr() + "/h2/path?k=v"
-	var resp *http.Response
-	var err error
-	// The internal CA may still be issuing the certificate just after start.
-	for i := 0; i < 50; i++ {
-		resp, err = client.Get(url)
-		if err == nil {
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
-	}
+	resp := getOnceCertReady(t, client, url)
 	defer resp.Body.Close()
 	if resp.ProtoMajor != 2 {
 		t.Fatalf("response protocol %s, want HTTP/2", resp.Proto)

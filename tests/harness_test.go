@@ -518,3 +518,19 @@ func readUntil(t *testing.T, conn net.Conn, got []byte, want string) []byte {
 	}
 	return got
 }
+
+// getOnceCertReady GETs url, retrying while a `tls internal` site's
+// certificate is still being issued just after start (up to 10 s).
+func getOnceCertReady(t *testing.T, client *http.Client, url string) *http.Response {
+	t.Helper()
+	var err error
+	for i := 0; i < 50; i++ {
+		var resp *http.Response
+		if resp, err = client.Get(url); err == nil {
+			return resp
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("GET %s: %v", url, err)
+	return nil
+}

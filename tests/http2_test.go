@@ -36,18 +36,7 @@ func TestHTTP2StreamingAndBodies(t *testing.T) {
 		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, ForceAttemptHTTP2: true}}
 	defer client.CloseIdleConnections()
 	base := "https://" + c.Addr()
-	var err error
-	for i := 0; i < 50; i++ { // the internal CA may still be issuing
-		var resp *http.Response
-		if resp, err = client.Get(base + "/asgi/hello"); err == nil {
-			resp.Body.Close()
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	getOnceCertReady(t, client, base+"/asgi/hello").Body.Close()
 
 	firstChunk := func(t *testing.T, url string) (time.Duration, time.Duration) {
 		start := time.Now()

@@ -41,7 +41,8 @@ type asgiRequest struct {
 	wantBody      chan struct{} // cap 1
 	stopReader    chan struct{}
 	readerDone    chan struct{}
-	bodyErr       error // set by the reader before it posts evDisconnect
+	bodyErr       error                    // set by the reader before it posts evDisconnect
+	ctl           *http.ResponseController // made on first use, for flushes and deadlines
 }
 
 type asgiCmd struct {
@@ -204,7 +205,7 @@ func (req *asgiRequest) do(c *asgiCmd) (done bool, err error) {
 			ok = werr == nil
 		}
 		if ok && c.more {
-			ok = http.NewResponseController(req.w).Flush() == nil
+			ok = req.controller().Flush() == nil
 		}
 		req.app.post(asgiEvent{kind: evSendDone, handle: req.handle, flag: ok})
 	case cmdPathsend:
@@ -230,6 +231,15 @@ func (req *asgiRequest) do(c *asgiCmd) (done bool, err error) {
 		req.doWebSocket(c)
 	}
 	return false, nil
+}
+
+// controller is made once per request: a streamed response flushes every
+// chunk, and one allocation per chunk is waste on that path.
+func (req *asgiRequest) controller() *http.ResponseController {
+	if req.ctl == nil {
+		req.ctl = http.NewResponseController(req.w)
+	}
+	return req.ctl
 }
 
 // writeHeader sends the status and headers once, before the first body.
@@ -344,7 +354,7 @@ func (req *asgiRequest) stopBodyReader() {
 		return
 	default:
 	}
-	_ = http.NewResponseController(req.w).SetReadDeadline(time.Now())
+	_ = req.controller().SetReadDeadline(time.Now())
 	<-req.readerDone
 }
 

@@ -13,29 +13,41 @@ ifeq ($(wildcard $(PYTHON_CONFIG)),)
 $(error cannot find python-config for PYTHON=$(PYTHON) (looked for $(PYTHON_CONFIG)); install the Python development files, e.g. apt-get install python3-dev)
 endif
 
+# "3.12", or "3.13t" for a free-threaded build: names the venv of a
+# non-default Python, so each version keeps its own.
+PY_TAG := $(shell $(PYTHON) -c 'import sys, sysconfig; print("%d.%d%s" % (*sys.version_info[:2], "t" if sysconfig.get_config_var("Py_GIL_DISABLED") else ""))')
+
 export CGO_ENABLED := 1
 export CGO_CFLAGS := $(shell $(PYTHON_CONFIG) --includes) -O2 -Wall -Werror
-export CGO_LDFLAGS := $(shell $(PYTHON_CONFIG) --embed --ldflags)
+# The rpath lets ./caddy find a libpython outside the loader's paths
+# (pyenv, scripts/build-python) without LD_LIBRARY_PATH.
+PYTHON_LIBDIR := $(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')
+export CGO_LDFLAGS := $(shell $(PYTHON_CONFIG) --embed --ldflags) -Wl,-rpath,$(PYTHON_LIBDIR)
 
-VENV := .venv
+VENV := $(if $(filter python3,$(PYTHON)),.venv,.venv-$(PY_TAG))
+# Free-threaded builds (tag ending in t) get the requirements that build there.
+TEST_REQUIREMENTS := tests/requirements$(if $(filter %t,$(PY_TAG)),-freethreaded).txt
 VENV_PY := $(VENV)/bin/python
-GO_SOURCES := $(wildcard *.go *.c *.h cmd/caddy/*.go python/caddysnake/*.py) go.mod go.sum
 
-.PHONY: build run test test-go test-python test-integration venv check-memory clean
+.PHONY: FORCE build run test test-go test-python test-integration venv check-memory clean
 
 build: caddy
 
-caddy: $(GO_SOURCES)
+# Always handed to go build, whose cache makes it quick when nothing
+# changed: the binary must match PYTHON, which is no file make can watch.
+caddy: FORCE
 	go build -o caddy ./cmd/caddy
+
+FORCE:
 
 run: caddy
 	./caddy run --config examples/Caddyfile --adapter caddyfile
 
 # The venv the tests' apps run in: Flask and Django from PyPI, plus pytest.
 venv: $(VENV)/.ready
-$(VENV)/.ready: tests/requirements.txt
+$(VENV)/.ready: $(TEST_REQUIREMENTS)
 	$(PYTHON) -m venv $(VENV)
-	$(VENV_PY) -m pip install -q --disable-pip-version-check -r tests/requirements.txt
+	$(VENV_PY) -m pip install -q --disable-pip-version-check -r $(TEST_REQUIREMENTS)
 	touch $@
 
 test: test-python test-go test-integration

@@ -77,6 +77,7 @@ type ASGIOptions struct {
 // ASGIApp is one imported ASGI app and the event loop that runs it.
 type ASGIApp struct {
 	target  string
+	interp  *interpreter
 	opts    ASGIOptions
 	obj     *C.PyObject
 	handle  uintptr
@@ -107,19 +108,22 @@ type asgiEvent struct {
 	code   int // evWSClose
 }
 
-// LoadASGI imports the app, starts its event loop thread and waits for the
-// lifespan startup to finish.
-func LoadASGI(opts ASGIOptions, logger *zap.Logger) (*ASGIApp, error) {
-	obj, err := loadApp(opts.Target, opts.WorkingDir, opts.Venv)
+// LoadASGI imports the app into it, starts its event loop thread and waits
+// for the lifespan startup to finish. The app owns it from then on: Close
+// (or a failed load) ends a sub-interpreter.
+func LoadASGI(it *interpreter, opts ASGIOptions, logger *zap.Logger) (*ASGIApp, error) {
+	obj, err := it.loadApp(opts.Target, opts.WorkingDir, opts.Venv)
 	if err != nil {
+		it.end()
 		return nil, err
 	}
 	fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err != nil {
-		onPythonMain(func() { C.caddysnake_release(obj) })
+		it.release(obj)
+		it.end()
 		return nil, fmt.Errorf("eventfd: %w", err)
 	}
-	a := &ASGIApp{target: opts.Target, opts: opts, obj: obj, wakeFd: fd, logger: logger,
+	a := &ASGIApp{target: opts.Target, interp: it, opts: opts, obj: obj, wakeFd: fd, logger: logger,
 		ready: make(chan error, 1), loopDone: make(chan struct{})}
 	a.handle = asgiApps.add(a)
 	go a.loopThread()
@@ -139,10 +143,10 @@ func (a *ASGIApp) loopThread() {
 	// The loop's thread state is bound to this OS thread for the loop's life.
 	runtime.LockOSThread()
 	defer close(a.loopDone)
-	ts := C.caddysnake_thread_new()
+	ts := C.caddysnake_thread_new(a.interp.ci)
 	lifespan, loop := C.CString(a.opts.Lifespan), C.CString(a.opts.Loop)
 	defer freeAll(lifespan, loop)
-	cerr := C.caddysnake_asgi_run(ts, a.obj, C.uintptr_t(a.handle), C.int(a.wakeFd), lifespan, loop,
+	cerr := C.caddysnake_asgi_run(a.interp.ci, ts, a.obj, C.uintptr_t(a.handle), C.int(a.wakeFd), lifespan, loop,
 		C.double(a.opts.StartupTimeout.Seconds()), C.double(a.opts.ShutdownTimeout.Seconds()))
 	C.caddysnake_thread_free(ts)
 	if cerr != nil {
@@ -177,7 +181,8 @@ func (a *ASGIApp) Close() {
 	a.wakeFd = -1
 	a.queue = nil
 	a.mu.Unlock()
-	onPythonMain(func() { C.caddysnake_release(a.obj) })
+	a.interp.release(a.obj)
+	a.interp.end()
 }
 
 // post queues an event for the loop, waking it if it may be asleep. After

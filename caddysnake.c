@@ -3,24 +3,48 @@
 // caddysnake.h; the Go side of every go_* callback is in callbacks.go.
 #include "caddysnake.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "_cgo_export.h"
 
-// The Python main thread's state, detached whenever Go holds control.
-static PyThreadState *main_ts;
-// Functions defined by the bootstrap (pyembed.go); owned references.
-static PyObject *serve_wsgi_fn;   // caddysnake.wsgi.serve
-static PyObject *load_app_fn;     // caddysnake.loader.load_app
-static PyObject *describe_err_fn; // message for an exception (traceback or ConfigError text)
-static PyObject *run_asgi_fn;     // caddysnake.asgi.run_loop
+// One interpreter: the main one, or a sub-interpreter with its own GIL.
+// Every PyObject here belongs to that interpreter and is only touched with
+// its GIL held; objects never cross interpreters (each has its own allocator).
+struct cs_interp {
+	PyInterpreterState *interp;
+	PyThreadState *ts; // the owner thread's state, detached whenever Go holds control
+	int is_main;
+	// Functions defined by the bootstrap (python.go); owned references.
+	PyObject *serve_wsgi;   // caddysnake.wsgi.serve
+	PyObject *load_app;     // caddysnake.loader.load_app
+	PyObject *describe_err; // message for an exception (traceback or ConfigError text)
+	PyObject *run_asgi;     // caddysnake.asgi.run_loop
+	PyObject *gil_status;   // caddysnake.loader.gil_status
+};
+
+static cs_interp main_interp;
+
+// The bootstrap and package sources, kept for the sub-interpreters made
+// after start-up (each runs the bootstrap on its own).
+static struct {
+	char *source;
+	char *files;
+	size_t files_len;
+	char *version;
+} boot;
+
+// Held while an interpreter is created or ended, and while
+// _caddysnake.interpreter_count() walks the list, which CPython does not
+// lock for its public walkers.
+static pthread_mutex_t interp_list_mu = PTHREAD_MUTEX_INITIALIZER;
 
 // ---------------------------------------------------------------- errors
 
-// Consumes the current exception and returns a malloc'd description of it.
-// Needs the GIL.
-static char *take_error(void) {
+// Consumes the current exception and returns a malloc'd description of it,
+// made by ci's describe_error when it is defined. Needs ci's GIL.
+static char *take_error(cs_interp *ci) {
 	PyObject *type, *value, *tb;
 	PyErr_Fetch(&type, &value, &tb);
 	if (type == NULL) {
@@ -32,8 +56,8 @@ static char *take_error(void) {
 	}
 	char *out = NULL;
 	PyObject *s = NULL;
-	if (describe_err_fn != NULL && value != NULL) {
-		s = PyObject_CallOneArg(describe_err_fn, value);
+	if (ci->describe_err != NULL && value != NULL) {
+		s = PyObject_CallOneArg(ci->describe_err, value);
 	}
 	if (s == NULL) {
 		PyErr_Clear();
@@ -665,6 +689,20 @@ static PyObject *cs_ws_receive(PyObject *mod, PyObject *const *args, Py_ssize_t 
 	return handle_int_call(mod, args, nargs, 1, "ws_receive(req)", go_ws_receive_adapter);
 }
 
+// The number of live interpreters in the process (main included), for
+// tests and diagnostics: sub-interpreters must not outlive their app.
+static PyObject *cs_interpreter_count(PyObject *mod, PyObject *unused) {
+	long n = 0;
+	Py_BEGIN_ALLOW_THREADS
+	pthread_mutex_lock(&interp_list_mu);
+	for (PyInterpreterState *i = PyInterpreterState_Head(); i != NULL; i = PyInterpreterState_Next(i)) {
+		n++;
+	}
+	pthread_mutex_unlock(&interp_list_mu);
+	Py_END_ALLOW_THREADS
+	return PyLong_FromLong(n);
+}
+
 #define FASTCALL(name, fn, doc) \
 	{name, (PyCFunction)(void (*)(void))fn, METH_FASTCALL, doc}
 
@@ -690,6 +728,8 @@ static PyMethodDef module_methods[] = {
 	{"sendfile", (PyCFunction)(void (*)(void))cs_sendfile, METH_FASTCALL,
 	 "sendfile(handle, status, headers, fd, offset, count) -> int"},
 	{"log", (PyCFunction)(void (*)(void))cs_log, METH_FASTCALL, "log(handle, level, message)"},
+	{"interpreter_count", cs_interpreter_count, METH_NOARGS,
+	 "interpreter_count() -> live interpreters in this process"},
 	{NULL, NULL, 0, NULL},
 };
 
@@ -802,20 +842,22 @@ static PyObject *take_global(PyObject *ns, const char *name) {
 	return o;
 }
 
-static char *run_bootstrap(const char *bootstrap, const char *files, size_t files_len,
-                           const char *version) {
+// Runs the bootstrap in ci's interpreter (current, GIL held) and keeps the
+// functions it defines.
+static char *run_bootstrap(cs_interp *ci) {
 	PyObject *ns = NULL, *code = NULL, *res = NULL, *fd = NULL, *ver = NULL;
 	char *err = NULL;
 	ns = PyDict_New();
-	fd = files_dict(files, files_len);
-	ver = PyUnicode_FromString(version);
+	fd = files_dict(boot.files, boot.files_len);
+	ver = PyUnicode_FromString(boot.version);
 	if (ns == NULL || fd == NULL || ver == NULL ||
 	    PyDict_SetItemString(ns, "__builtins__", PyEval_GetBuiltins()) < 0 ||
 	    PyDict_SetItemString(ns, "EMBEDDED_FILES", fd) < 0 ||
-	    PyDict_SetItemString(ns, "BINARY_VERSION", ver) < 0) {
+	    PyDict_SetItemString(ns, "BINARY_VERSION", ver) < 0 ||
+	    PyDict_SetItemString(ns, "ISOLATED", ci->is_main ? Py_False : Py_True) < 0) {
 		goto fail;
 	}
-	code = Py_CompileString(bootstrap, "<caddysnake bootstrap>", Py_file_input);
+	code = Py_CompileString(boot.source, "<caddysnake bootstrap>", Py_file_input);
 	if (code == NULL) {
 		goto fail;
 	}
@@ -823,15 +865,16 @@ static char *run_bootstrap(const char *bootstrap, const char *files, size_t file
 	if (res == NULL) {
 		goto fail;
 	}
-	if ((describe_err_fn = take_global(ns, "describe_error")) == NULL ||
-	    (serve_wsgi_fn = take_global(ns, "serve_wsgi")) == NULL ||
-	    (load_app_fn = take_global(ns, "load_app")) == NULL ||
-	    (run_asgi_fn = take_global(ns, "run_asgi_loop")) == NULL) {
+	if ((ci->describe_err = take_global(ns, "describe_error")) == NULL ||
+	    (ci->serve_wsgi = take_global(ns, "serve_wsgi")) == NULL ||
+	    (ci->load_app = take_global(ns, "load_app")) == NULL ||
+	    (ci->run_asgi = take_global(ns, "run_asgi_loop")) == NULL ||
+	    (ci->gil_status = take_global(ns, "gil_status")) == NULL) {
 		goto fail;
 	}
 	goto done;
 fail:
-	err = take_error();
+	err = take_error(ci);
 done:
 	Py_XDECREF(res);
 	Py_XDECREF(code);
@@ -841,8 +884,24 @@ done:
 	return err;
 }
 
+static void drop_functions(cs_interp *ci) {
+	Py_CLEAR(ci->serve_wsgi);
+	Py_CLEAR(ci->load_app);
+	Py_CLEAR(ci->describe_err);
+	Py_CLEAR(ci->run_asgi);
+	Py_CLEAR(ci->gil_status);
+}
+
 char *caddysnake_init(const char *bootstrap, const char *files, size_t files_len,
-                      const char *version) {
+                      const char *version, cs_interp **main_out) {
+	boot.source = strdup(bootstrap);
+	boot.files = malloc(files_len);
+	boot.version = strdup(version);
+	if (boot.source == NULL || boot.files == NULL || boot.version == NULL) {
+		return strdup("out of memory");
+	}
+	memcpy(boot.files, files, files_len);
+	boot.files_len = files_len;
 	if (PyImport_AppendInittab("_caddysnake", PyInit__caddysnake) < 0) {
 		return strdup("cannot register the _caddysnake module");
 	}
@@ -856,40 +915,141 @@ char *caddysnake_init(const char *bootstrap, const char *files, size_t files_len
 	if (PyStatus_Exception(status)) {
 		return status_error(status);
 	}
-	char *err = run_bootstrap(bootstrap, files, files_len, version);
+	main_interp.interp = PyInterpreterState_Main();
+	main_interp.is_main = 1;
+	char *err = run_bootstrap(&main_interp);
 	// Detach: from now on every thread takes the GIL only when it runs Python.
-	main_ts = PyEval_SaveThread();
+	main_interp.ts = PyEval_SaveThread();
+	*main_out = &main_interp;
 	return err;
 }
 
 const char *caddysnake_python_version(void) { return Py_GetVersion(); }
 
+const char *caddysnake_linked_version(void) { return PY_VERSION; }
+
+int caddysnake_subinterpreters_supported(void) { return PY_VERSION_HEX >= 0x030C0000; }
+
+int caddysnake_free_threaded_build(void) {
+#ifdef Py_GIL_DISABLED
+	return 1;
+#else
+	return 0;
+#endif
+}
+
+// ---------------------------------------------------------------- interpreters
+
+char *caddysnake_interp_new(cs_interp **out) {
+#if PY_VERSION_HEX >= 0x030C0000
+	// Py_NewInterpreterFromConfig wants a current thread state on entry: a
+	// temporary one of the main interpreter, dropped once the new one runs.
+	PyThreadState *tmp = PyThreadState_New(PyInterpreterState_Main());
+	// Lock order: interp_list_mu before any GIL. Creating an interpreter
+	// takes the main GIL inside (3.13 loads builtin modules through the
+	// main interpreter), so nobody may wait for the mutex holding a GIL.
+	pthread_mutex_lock(&interp_list_mu);
+	PyEval_RestoreThread(tmp);
+	// The isolated configuration of PEP 684: own GIL and allocator, no fork
+	// or exec, no daemon threads (they could outlive Py_EndInterpreter), and
+	// only extensions that declare sub-interpreter support.
+	PyInterpreterConfig config = {
+		.use_main_obmalloc = 0,
+		.allow_fork = 0,
+		.allow_exec = 0,
+		.allow_threads = 1,
+		.allow_daemon_threads = 0,
+		.check_multi_interp_extensions = 1,
+		.gil = PyInterpreterConfig_OWN_GIL,
+	};
+	PyThreadState *sub = NULL;
+	PyStatus status = Py_NewInterpreterFromConfig(&sub, &config);
+	if (PyStatus_Exception(status)) {
+		// On failure tmp is current again, with the main GIL.
+		PyThreadState_Clear(tmp);
+		PyThreadState_DeleteCurrent();
+		pthread_mutex_unlock(&interp_list_mu);
+		return status_error(status);
+	}
+	pthread_mutex_unlock(&interp_list_mu);
+	// sub is current and holds its own GIL; the main GIL was released.
+	cs_interp *ci = calloc(1, sizeof(*ci));
+	if (ci == NULL) {
+		Py_EndInterpreter(sub);
+		PyEval_RestoreThread(tmp);
+		PyThreadState_Clear(tmp);
+		PyThreadState_DeleteCurrent();
+		return strdup("out of memory");
+	}
+	ci->interp = PyThreadState_GetInterpreter(sub);
+	char *err = run_bootstrap(ci);
+	ci->ts = PyEval_SaveThread();
+	PyEval_RestoreThread(tmp);
+	PyThreadState_Clear(tmp);
+	PyThreadState_DeleteCurrent();
+	if (err != NULL) {
+		caddysnake_interp_end(ci);
+		return err;
+	}
+	*out = ci;
+	return NULL;
+#else
+	(void)out;
+	return strdup("sub-interpreters with their own GIL need CPython 3.12 or later");
+#endif
+}
+
+void caddysnake_interp_end(cs_interp *ci) {
+	if (ci->is_main) {
+		return; // the main interpreter lives as long as the process
+	}
+	pthread_mutex_lock(&interp_list_mu); // before the GIL: see caddysnake_interp_new
+	PyEval_RestoreThread(ci->ts);
+	drop_functions(ci);
+	Py_EndInterpreter(ci->ts); // leaves no current thread state
+	pthread_mutex_unlock(&interp_list_mu);
+	free(ci);
+}
+
 // ---------------------------------------------------------------- apps
 
-PyObject *caddysnake_load_app(const char *target, const char *working_dir,
+PyObject *caddysnake_load_app(cs_interp *ci, const char *target, const char *working_dir,
                               const char *venv, char **err) {
-	PyEval_RestoreThread(main_ts);
-	PyObject *app = PyObject_CallFunction(load_app_fn, "sss", target, working_dir, venv);
+	PyEval_RestoreThread(ci->ts);
+	PyObject *app = PyObject_CallFunction(ci->load_app, "sssO", target, working_dir, venv,
+	                                      ci->is_main ? Py_False : Py_True);
 	if (app == NULL) {
-		*err = take_error();
+		*err = take_error(ci);
 	}
-	main_ts = PyEval_SaveThread();
+	ci->ts = PyEval_SaveThread();
 	return app;
 }
 
-void caddysnake_release(PyObject *obj) {
-	PyEval_RestoreThread(main_ts);
+char *caddysnake_gil_status(cs_interp *ci) {
+	PyEval_RestoreThread(ci->ts);
+	char *out = NULL;
+	PyObject *s = PyObject_CallNoArgs(ci->gil_status);
+	const char *u = s != NULL ? PyUnicode_AsUTF8(s) : NULL;
+	out = strdup(u != NULL ? u : "unknown");
+	PyErr_Clear();
+	Py_XDECREF(s);
+	ci->ts = PyEval_SaveThread();
+	return out;
+}
+
+void caddysnake_release(cs_interp *ci, PyObject *obj) {
+	PyEval_RestoreThread(ci->ts);
 	Py_XDECREF(obj);
-	main_ts = PyEval_SaveThread();
+	ci->ts = PyEval_SaveThread();
 }
 
 // ---------------------------------------------------------------- threads
 
-PyThreadState *caddysnake_thread_new(void) {
-	// Needs no GIL (PyThreadState_New docs). On the main interpreter it also
-	// becomes this thread's PyGILState state, so C extensions that call
-	// PyGILState_Ensure on this thread reuse it instead of making another.
-	return PyThreadState_New(PyInterpreterState_Main());
+PyThreadState *caddysnake_thread_new(cs_interp *ci) {
+	// Needs no GIL (PyThreadState_New docs). It also becomes this thread's
+	// PyGILState state, so C extensions that call PyGILState_Ensure on this
+	// thread reuse it instead of making another.
+	return PyThreadState_New(ci->interp);
 }
 
 void caddysnake_thread_free(PyThreadState *ts) {
@@ -900,7 +1060,7 @@ void caddysnake_thread_free(PyThreadState *ts) {
 
 // ---------------------------------------------------------------- requests
 
-int caddysnake_wsgi_call(PyThreadState *ts, PyObject *app, uintptr_t handle,
+int caddysnake_wsgi_call(cs_interp *ci, PyThreadState *ts, PyObject *app, uintptr_t handle,
                          const char *buf, const int32_t *ends, int n) {
 	PyEval_RestoreThread(ts);
 	int rc = -1;
@@ -923,7 +1083,7 @@ int caddysnake_wsgi_call(PyThreadState *ts, PyObject *app, uintptr_t handle,
 		goto fail;
 	}
 	PyObject *args[3] = {app, req, h};
-	res = PyObject_Vectorcall(serve_wsgi_fn, args, 3, NULL);
+	res = PyObject_Vectorcall(ci->serve_wsgi, args, 3, NULL);
 	if (res == NULL) {
 		goto fail;
 	}
@@ -936,7 +1096,7 @@ fail:
 	rc = -1;
 	{
 		// serve() never raises on purpose; this is a bug in the bridge itself.
-		char *msg = take_error();
+		char *msg = take_error(ci);
 		Py_BEGIN_ALLOW_THREADS
 		go_log(handle, 3, msg, strlen(msg));
 		Py_END_ALLOW_THREADS
@@ -952,7 +1112,7 @@ done:
 
 // ---------------------------------------------------------------- ASGI loop
 
-char *caddysnake_asgi_run(PyThreadState *ts, PyObject *app, uintptr_t app_handle, int wake_fd,
+char *caddysnake_asgi_run(cs_interp *ci, PyThreadState *ts, PyObject *app, uintptr_t app_handle, int wake_fd,
                           const char *lifespan, const char *loop, double startup_timeout,
                           double shutdown_timeout) {
 	PyEval_RestoreThread(ts);
@@ -962,11 +1122,11 @@ char *caddysnake_asgi_run(PyThreadState *ts, PyObject *app, uintptr_t app_handle
 	                               "startup_timeout", startup_timeout, "shutdown_timeout",
 	                               shutdown_timeout);
 	if (opts != NULL) {
-		res = PyObject_CallFunction(run_asgi_fn, "OKiO", app, (unsigned long long)app_handle,
+		res = PyObject_CallFunction(ci->run_asgi, "OKiO", app, (unsigned long long)app_handle,
 		                            wake_fd, opts);
 	}
 	if (res == NULL) {
-		err = take_error();
+		err = take_error(ci);
 	}
 	Py_XDECREF(res);
 	Py_XDECREF(opts);

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -47,11 +48,14 @@ func init() {
 //		max_wait    30s                      # WSGI
 //		lifespan    auto                     # ASGI: on | off | auto
 //		loop        asyncio                  # ASGI: asyncio | uvloop | auto
+//		interpreters 2                       # own-GIL sub-interpreters (3.12+)
+//		free_threaded                        # refuse to start with the GIL on
 //	}
 //
-// CPython starts once per process and lives across config reloads; apps
-// are imported into its main interpreter, so apps in one Caddy share
-// sys.modules and sys.path (module names must not collide).
+// CPython starts once per process and lives across config reloads. By
+// default apps are imported into its main interpreter, so apps in one Caddy
+// share sys.modules and sys.path (module names must not collide); with
+// interpreters, each app gets isolated sub-interpreters of its own.
 type Handler struct {
 	// The WSGI callable to serve, as "module:attribute" (the attribute may
 	// be dotted; "module:factory()" calls a factory with no arguments).
@@ -100,6 +104,25 @@ type Handler struct {
 	// one closes the connection with 1009 (message too big). Default: 16 MiB.
 	WSMaxMessage int64 `json:"ws_max_message,omitempty"`
 
+	// How many sub-interpreters serve the app. 0 (the default) imports it
+	// into the main interpreter, shared with the other apps of this Caddy.
+	// N >= 1 makes N isolated sub-interpreters with their own GIL (PEP 684,
+	// CPython 3.12+), each importing the app on its own with its own
+	// threads (WSGI: threads is per interpreter) or event loop (ASGI), so
+	// they run Python in parallel; requests go to the least busy one. Each
+	// has its own sys.modules, sys.path and globals. C extensions that do
+	// not support sub-interpreters fail to import there (start-up names
+	// them): such apps need the main interpreter.
+	Interpreters int `json:"interpreters,omitempty"`
+
+	// Require free-threaded execution: start only if the linked CPython is
+	// a free-threaded build (3.13t and later) and the GIL is still disabled
+	// after the app is imported (an extension that does not declare
+	// free-threading support turns it back on). Without this setting such a
+	// build still runs threads in parallel, and start-up logs a warning if
+	// the GIL came back on. Default: false.
+	FreeThreaded bool `json:"free_threaded,omitempty"`
+
 	app    servedApp
 	logger *zap.Logger
 }
@@ -119,65 +142,85 @@ type servedApp interface {
 }
 
 // Provision validates the settings, starts CPython (once per process),
-// imports the app and starts its threads or event loop.
+// imports the app into its interpreter(s) and starts its threads or event
+// loops.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	if err := h.checkConfig(); err != nil {
 		return err
 	}
+	target, kind := h.ModuleWSGI, "module_wsgi"
+	var load func(it *interpreter) (servedApp, error)
+	var fields []zap.Field
 	if h.ModuleASGI != "" {
-		return h.provisionASGI()
+		target, kind = h.ModuleASGI, "module_asgi"
+		opts := ASGIOptions{
+			Target:          h.ModuleASGI,
+			WorkingDir:      h.WorkingDir,
+			Venv:            h.Venv,
+			Lifespan:        cmp.Or(h.Lifespan, "auto"),
+			Loop:            cmp.Or(h.Loop, "asyncio"),
+			StartupTimeout:  cmp.Or(time.Duration(h.StartupTimeout), DefaultStartupTimeout),
+			ShutdownTimeout: cmp.Or(time.Duration(h.ShutdownTimeout), DefaultShutdownTimeout),
+			WSMaxMessage:    cmp.Or(h.WSMaxMessage, DefaultWSMaxMessage),
+		}
+		load = func(it *interpreter) (servedApp, error) { return LoadASGI(it, opts, h.logger) }
+		fields = []zap.Field{zap.String("lifespan", opts.Lifespan), zap.String("loop", opts.Loop)}
+	} else {
+		opts := WSGIOptions{
+			Target:     h.ModuleWSGI,
+			WorkingDir: h.WorkingDir,
+			Venv:       h.Venv,
+			Threads:    cmp.Or(h.Threads, DefaultThreads),
+			MaxWait:    cmp.Or(time.Duration(h.MaxWait), DefaultMaxWait),
+		}
+		load = func(it *interpreter) (servedApp, error) { return LoadWSGI(it, opts, h.logger) }
+		fields = []zap.Field{zap.Int("threads_each", opts.Threads), zap.Duration("max_wait", opts.MaxWait)}
 	}
-	threads := h.Threads
-	if threads == 0 {
-		threads = DefaultThreads
-	}
-	maxWait := time.Duration(h.MaxWait)
-	if maxWait == 0 {
-		maxWait = DefaultMaxWait
-	}
-	app, err := LoadWSGI(WSGIOptions{
-		Target:     h.ModuleWSGI,
-		WorkingDir: h.WorkingDir,
-		Venv:       h.Venv,
-		Threads:    threads,
-		MaxWait:    maxWait,
-	}, h.logger)
+	var gil []string
+	var gilMu sync.Mutex
+	insts, err := loadInstances(h.Interpreters, func(it *interpreter) (servedApp, error) {
+		app, err := load(it)
+		if err != nil {
+			return nil, err
+		}
+		status := it.gilStatus()
+		if h.FreeThreaded && status != "disabled" {
+			app.Close()
+			return nil, fmt.Errorf("free_threaded is set, but importing the app turned the GIL on (%s): "+
+				"use extensions that support free-threading, start caddy with PYTHON_GIL=0 at your own risk, "+
+				"or remove free_threaded", status)
+		}
+		gilMu.Lock()
+		gil = append(gil, status)
+		gilMu.Unlock()
+		return app, nil
+	})
 	if err != nil {
-		return fmt.Errorf("python: cannot load %q: %w", h.ModuleWSGI, err)
+		return fmt.Errorf("python: cannot load %q: %w", target, err)
 	}
-	h.app = app
-	h.logger.Info("python app ready",
-		zap.String("module_wsgi", h.ModuleWSGI),
+	h.app = newSpreadApp(insts)
+	mode, count := "main", 1
+	if h.Interpreters > 0 {
+		mode, count = "sub-interpreters (own GIL)", h.Interpreters
+	}
+	fields = append([]zap.Field{
+		zap.String(kind, target),
 		zap.String("python", PythonVersion()),
-		zap.String("interpreter", "main"),
-		zap.Int("threads", threads),
-		zap.Duration("max_wait", maxWait))
-	return nil
-}
-
-func (h *Handler) provisionASGI() error {
-	opts := ASGIOptions{
-		Target:          h.ModuleASGI,
-		WorkingDir:      h.WorkingDir,
-		Venv:            h.Venv,
-		Lifespan:        cmp.Or(h.Lifespan, "auto"),
-		Loop:            cmp.Or(h.Loop, "asyncio"),
-		StartupTimeout:  cmp.Or(time.Duration(h.StartupTimeout), DefaultStartupTimeout),
-		ShutdownTimeout: cmp.Or(time.Duration(h.ShutdownTimeout), DefaultShutdownTimeout),
-		WSMaxMessage:    cmp.Or(h.WSMaxMessage, DefaultWSMaxMessage),
+		zap.String("interpreter", mode),
+		zap.Int("interpreters", count),
+	}, fields...)
+	if FreeThreadedBuild() {
+		fields = append(fields, zap.String("gil", strings.Join(gil, "; ")))
 	}
-	app, err := LoadASGI(opts, h.logger)
-	if err != nil {
-		return fmt.Errorf("python: cannot start %q: %w", h.ModuleASGI, err)
+	h.logger.Info("python app ready", fields...)
+	for _, g := range gil {
+		if strings.HasPrefix(g, "enabled") {
+			h.logger.Warn("this free-threaded CPython turned the GIL back on while importing the app; "+
+				"threads will not run Python in parallel", zap.String(kind, target), zap.String("gil", g))
+			break
+		}
 	}
-	h.app = app
-	h.logger.Info("python app ready",
-		zap.String("module_asgi", h.ModuleASGI),
-		zap.String("python", PythonVersion()),
-		zap.String("interpreter", "main"),
-		zap.String("lifespan", opts.Lifespan),
-		zap.String("loop", opts.Loop))
 	return nil
 }
 
@@ -191,7 +234,7 @@ func (h *Handler) checkConfig() error {
 	case h.ModuleASGI != "":
 		target, field = h.ModuleASGI, "module_asgi"
 		if h.Threads != 0 || h.MaxWait != 0 {
-			return fmt.Errorf("python: threads and max_wait apply to WSGI apps; an ASGI app runs on one event loop")
+			return fmt.Errorf("python: threads and max_wait apply to WSGI apps; an ASGI app runs on one event loop per interpreter")
 		}
 	case h.ModuleWSGI == "":
 		return fmt.Errorf(`python: module_wsgi or module_asgi is required, e.g. module_wsgi "myapp.wsgi:application"`)
@@ -235,6 +278,19 @@ func (h *Handler) checkConfig() error {
 	if h.Threads < 0 {
 		return fmt.Errorf("python: threads must be at least 1, got %d", h.Threads)
 	}
+	if h.Interpreters < 0 {
+		return fmt.Errorf("python: interpreters must be 0 (the main interpreter) or more, got %d", h.Interpreters)
+	}
+	if h.Interpreters > 0 && !SubinterpretersSupported() {
+		return fmt.Errorf("python: interpreters %d needs CPython 3.12 or later (sub-interpreters with their own GIL, PEP 684), "+
+			"but this caddy is linked against Python %s: remove interpreters, or build caddy with make PYTHON=python3.12 (or later)",
+			h.Interpreters, LinkedPythonVersion())
+	}
+	if h.FreeThreaded && !FreeThreadedBuild() {
+		return fmt.Errorf("python: free_threaded needs a free-threaded CPython (built with --disable-gil, e.g. python3.13t), "+
+			"but this caddy is linked against Python %s, which has a GIL: remove free_threaded, or build caddy with make PYTHON=python3.13t",
+			LinkedPythonVersion())
+	}
 	if h.MaxWait < 0 || h.StartupTimeout < 0 || h.ShutdownTimeout < 0 {
 		return fmt.Errorf("python: durations must not be negative")
 	}
@@ -269,6 +325,8 @@ func (h *Handler) Cleanup() error {
 //		startup_timeout  <duration>   # ASGI
 //		shutdown_timeout <duration>   # ASGI
 //		ws_max_message   <size>       # ASGI WebSocket, e.g. 16MiB
+//		interpreters     <count>      # 0: main interpreter; N: own-GIL sub-interpreters
+//		free_threaded    [on|off]     # require a free-threaded CPython, GIL off
 //	}
 //
 // The shorthand argument is a WSGI app.
@@ -328,6 +386,26 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("ws_max_message: expected a size such as 16MiB, got %q", d.Val())
 			}
 			h.WSMaxMessage = int64(n)
+		case "interpreters":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			n, err := strconv.Atoi(d.Val())
+			if err != nil || n < 0 {
+				return d.Errf("interpreters: expected a whole number >= 0 (0: the main interpreter), got %q", d.Val())
+			}
+			h.Interpreters = n
+		case "free_threaded":
+			h.FreeThreaded = true
+			if d.NextArg() {
+				switch d.Val() {
+				case "on", "true":
+				case "off", "false":
+					h.FreeThreaded = false
+				default:
+					return d.Errf("free_threaded: expected on or off, got %q", d.Val())
+				}
+			}
 		case "max_wait", "startup_timeout", "shutdown_timeout":
 			if !d.NextArg() {
 				return d.ArgErr()
@@ -345,7 +423,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				h.ShutdownTimeout = caddy.Duration(dur)
 			}
 		default:
-			return d.Errf("unknown python subdirective %q; allowed: module_wsgi, module_asgi, working_dir, venv, threads, max_wait, lifespan, loop, startup_timeout, shutdown_timeout, ws_max_message", sub)
+			return d.Errf("unknown python subdirective %q; allowed: module_wsgi, module_asgi, working_dir, venv, threads, max_wait, lifespan, loop, startup_timeout, shutdown_timeout, ws_max_message, interpreters, free_threaded", sub)
 		}
 	}
 	return nil

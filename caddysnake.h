@@ -1,8 +1,10 @@
 // caddysnake.h: the C bridge between Go and the embedded CPython.
 //
-// Threading model (see threads.go): CPython is started once per process on a
-// dedicated OS thread, the "Python main thread", which also runs every
-// configuration-time call (importing apps, dropping them). Requests run on
+// Threading model (see threads.go, interpreters.go): CPython is started once
+// per process on a dedicated OS thread, the "Python main thread", which also
+// runs every configuration-time call of the main interpreter (importing
+// apps, dropping them); each sub-interpreter has an owner thread of its own
+// for the same calls. Requests run on
 // worker OS threads, one PyThreadState each, created once per thread and kept
 // for its life so threading.local survives between requests (as mod_wsgi does).
 //
@@ -24,43 +26,72 @@ typedef struct {
 	size_t len;
 } cs_str;
 
+// One CPython interpreter (caddysnake.c): the main interpreter, or a
+// sub-interpreter with its own GIL (PEP 684, CPython 3.12+). Each has an
+// owner OS thread that runs its configuration-time calls (create, load,
+// release, end); requests run on worker threads with thread states of
+// their own, made by caddysnake_thread_new.
+typedef struct cs_interp cs_interp;
+
 // Starts CPython on the calling OS thread, which becomes the Python main
-// thread. bootstrap is Python source run once in a private namespace to make
-// the caddysnake package importable; files is a blob of NUL-separated
-// "module name", "source" pairs handed to it; version is the version of the
-// package this binary carries.
+// thread and the main interpreter's owner. bootstrap is Python source run
+// once per interpreter in a private namespace to make the caddysnake package
+// importable; files is a blob of NUL-separated "module name", "source" pairs
+// handed to it; version is the version of the package this binary carries.
+// All three are copied. Sets *main_out to the main interpreter.
 // Returns NULL on success, else a malloc'd message the caller frees.
 char *caddysnake_init(const char *bootstrap, const char *files, size_t files_len,
-                      const char *version);
+                      const char *version, cs_interp **main_out);
 
-// The "X.Y.Z" version of the linked CPython (static storage).
+// The version string of the linked CPython (static storage).
 const char *caddysnake_python_version(void);
 
-// On the Python main thread: imports target ("module:attribute") after
-// putting working_dir and venv on sys.path (see caddysnake/loader.py).
+// Whether this build can make sub-interpreters with their own GIL (3.12+),
+// and whether it is a free-threaded (--disable-gil) CPython. Compile-time
+// facts, callable before CPython starts.
+int caddysnake_subinterpreters_supported(void);
+// The version of the CPython headers this binary was built with.
+const char *caddysnake_linked_version(void);
+int caddysnake_free_threaded_build(void);
+
+// On a new OS thread that becomes its owner (and has no thread state):
+// creates an isolated sub-interpreter with its own GIL and runs the
+// bootstrap in it. Returns NULL and sets *out, or a malloc'd message.
+char *caddysnake_interp_new(cs_interp **out);
+
+// On ci's owner thread, after every thread state made for it is freed:
+// finalizes and frees a sub-interpreter. No-op for the main interpreter.
+void caddysnake_interp_end(cs_interp *ci);
+
+// On ci's owner thread: imports target ("module:attribute") after putting
+// working_dir and venv on sys.path (see caddysnake/loader.py).
 // Returns a new reference to the app callable, or NULL with *err set to a
 // malloc'd message the caller frees.
-PyObject *caddysnake_load_app(const char *target, const char *working_dir,
+PyObject *caddysnake_load_app(cs_interp *ci, const char *target, const char *working_dir,
                               const char *venv, char **err);
 
-// On the Python main thread: drops a reference returned by
-// caddysnake_load_app.
-void caddysnake_release(PyObject *obj);
+// On ci's owner thread: the GIL state after the app loaded ("" for a build
+// with a GIL; "disabled"; "enabled by module X"; "enabled"). Malloc'd.
+char *caddysnake_gil_status(cs_interp *ci);
 
-// On a worker OS thread: makes that thread's PyThreadState for the main
-// interpreter. It is bound to this OS thread; the caller must keep using the
-// same thread (runtime.LockOSThread) until caddysnake_thread_free.
-PyThreadState *caddysnake_thread_new(void);
+// On ci's owner thread: drops a reference returned by caddysnake_load_app.
+void caddysnake_release(cs_interp *ci, PyObject *obj);
+
+// On a worker OS thread: makes that thread's PyThreadState for ci. It is
+// bound to this OS thread; the caller must keep using the same thread
+// (runtime.LockOSThread) until caddysnake_thread_free.
+PyThreadState *caddysnake_thread_new(cs_interp *ci);
 
 // On the thread that made ts: clears and deletes it.
 void caddysnake_thread_free(PyThreadState *ts);
 
-// On the worker thread that owns ts: serves one WSGI request. buf holds n
-// latin-1 strings back to back and ends[i] is the end offset of string i (see
-// wsgi.go for their order). handle identifies the request in the go_*
-// callbacks. Returns caddysnake.wsgi.serve's result code (wsgi.go), or -1 if
-// the call itself failed (the error is logged through go_log).
-int caddysnake_wsgi_call(PyThreadState *ts, PyObject *app, uintptr_t handle,
+// On the worker thread that owns ts (a thread state of ci): serves one WSGI
+// request. buf holds n latin-1 strings back to back and ends[i] is the end
+// offset of string i (see wsgi.go for their order). handle identifies the
+// request in the go_* callbacks. Returns caddysnake.wsgi.serve's result code
+// (wsgi.go), or -1 if the call itself failed (the error is logged through
+// go_log).
+int caddysnake_wsgi_call(cs_interp *ci, PyThreadState *ts, PyObject *app, uintptr_t handle,
                          const char *buf, const int32_t *ends, int n);
 
 // ---------------------------------------------------------------- ASGI
@@ -78,11 +109,11 @@ typedef struct {
 	int flag;            // more_body for a body chunk, ok for a completion
 } cs_event;
 
-// On an ASGI loop OS thread that owns ts: runs caddysnake.asgi.run_loop for
+// On an ASGI loop OS thread that owns ts (a thread state of ci): runs caddysnake.asgi.run_loop for
 // app until its shutdown, waking on wake_fd. lifespan is "on", "off" or
 // "auto"; loop is "asyncio", "uvloop" or "auto". Returns NULL when run_loop
 // returned, else a malloc'd description of its failure the caller frees.
-char *caddysnake_asgi_run(PyThreadState *ts, PyObject *app, uintptr_t app_handle, int wake_fd,
+char *caddysnake_asgi_run(cs_interp *ci, PyThreadState *ts, PyObject *app, uintptr_t app_handle, int wake_fd,
                           const char *lifespan, const char *loop, double startup_timeout,
                           double shutdown_timeout);
 

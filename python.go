@@ -38,7 +38,8 @@ var PackageVersion = func() string {
 	return string(m[1])
 }()
 
-// bootstrapSource runs once in the fresh interpreter. It installs a finder
+// bootstrapSource runs once in every fresh interpreter (ISOLATED is true in
+// a sub-interpreter). It installs a finder
 // for the embedded package at the END of sys.meta_path, so that a copy
 // pip-installed on sys.path wins; either way the version imported must be the
 // one this binary was built with, because the C bridge and the package speak
@@ -84,6 +85,7 @@ from caddysnake import asgi, bridge, loader, wsgi
 serve_wsgi = wsgi.serve
 load_app = loader.load_app
 run_asgi_loop = asgi.run_loop
+gil_status = loader.gil_status
 
 
 def describe_error(exc):
@@ -101,6 +103,7 @@ var pythonMain struct {
 	err     error
 	version string
 	calls   chan func()
+	interp  *interpreter // the main interpreter, owned by this thread
 }
 
 // ErrPythonStart wraps a failure to start the embedded interpreter; CPython
@@ -145,10 +148,12 @@ func initPython() error {
 	defer C.free(cfiles)
 	cver := C.CString(PackageVersion)
 	defer C.free(unsafe.Pointer(cver))
-	if cerr := C.caddysnake_init(cboot, (*C.char)(cfiles), C.size_t(len(files)), cver); cerr != nil {
+	var ci *C.cs_interp
+	if cerr := C.caddysnake_init(cboot, (*C.char)(cfiles), C.size_t(len(files)), cver, &ci); cerr != nil {
 		defer C.free(unsafe.Pointer(cerr))
 		return errors.New(C.GoString(cerr))
 	}
+	pythonMain.interp = &interpreter{ci: ci, calls: pythonMain.calls, isMain: true}
 	v := C.GoString(C.caddysnake_python_version())
 	pythonMain.version, _, _ = strings.Cut(v, " ")
 	return nil
@@ -180,37 +185,5 @@ func embeddedFiles() ([]byte, error) {
 	return out, nil
 }
 
-// onPythonMain runs f on the Python main thread and waits for it.
-func onPythonMain(f func()) {
-	done := make(chan struct{})
-	pythonMain.calls <- func() {
-		defer close(done)
-		f()
-	}
-	<-done
-}
-
 // PythonVersion is the "X.Y.Z" version of the linked CPython, once started.
 func PythonVersion() string { return pythonMain.version }
-
-// loadApp starts CPython if needed and imports target on the Python main
-// thread (caddysnake/loader.py). The reference it returns is released with
-// caddysnake_release, also on the main thread.
-func loadApp(target, workingDir, venv string) (*C.PyObject, error) {
-	if err := startPython(); err != nil {
-		return nil, err
-	}
-	var obj *C.PyObject
-	var loadErr error
-	onPythonMain(func() {
-		ct, cw, cv := C.CString(target), C.CString(workingDir), C.CString(venv)
-		defer freeAll(ct, cw, cv)
-		var cerr *C.char
-		obj = C.caddysnake_load_app(ct, cw, cv, &cerr)
-		if obj == nil {
-			loadErr = errors.New(C.GoString(cerr))
-			C.free(unsafe.Pointer(cerr))
-		}
-	})
-	return obj, loadErr
-}

@@ -42,6 +42,7 @@ type job interface {
 // it, and Go's channel wait queue is FIFO, so the waiting requests are the
 // queue.
 type pool struct {
+	interp  *interpreter
 	jobs    chan job
 	stop    chan struct{}
 	stopped atomic.Bool
@@ -49,8 +50,8 @@ type pool struct {
 	wg      sync.WaitGroup
 }
 
-func newPool(threads int, maxWait time.Duration) *pool {
-	p := &pool{jobs: make(chan job), stop: make(chan struct{}), maxWait: maxWait}
+func newPool(it *interpreter, threads int, maxWait time.Duration) *pool {
+	p := &pool{interp: it, jobs: make(chan job), stop: make(chan struct{}), maxWait: maxWait}
 	ready := make(chan struct{})
 	p.wg.Add(threads)
 	for i := 0; i < threads; i++ {
@@ -71,7 +72,7 @@ func (p *pool) thread(ready chan<- struct{}) {
 	runtime.LockOSThread()
 	w := newWorker()
 	defer w.unregister()
-	w.ts = C.caddysnake_thread_new()
+	w.ts = C.caddysnake_thread_new(p.interp.ci)
 	defer C.caddysnake_thread_free(w.ts)
 	ready <- struct{}{}
 	for {

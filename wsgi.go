@@ -30,6 +30,7 @@ const (
 // WSGIApp is one imported WSGI callable and the threads that run it.
 type WSGIApp struct {
 	target string
+	interp *interpreter
 	obj    *C.PyObject
 	pool   *pool
 	logger *zap.Logger
@@ -44,22 +45,25 @@ type WSGIOptions struct {
 	MaxWait    time.Duration
 }
 
-// LoadWSGI starts CPython if needed, imports the app and starts its threads.
-func LoadWSGI(opts WSGIOptions, logger *zap.Logger) (*WSGIApp, error) {
-	obj, err := loadApp(opts.Target, opts.WorkingDir, opts.Venv)
+// LoadWSGI imports the app into it and starts its threads. The app owns
+// it from then on: Close (or a failed load) ends a sub-interpreter.
+func LoadWSGI(it *interpreter, opts WSGIOptions, logger *zap.Logger) (*WSGIApp, error) {
+	obj, err := it.loadApp(opts.Target, opts.WorkingDir, opts.Venv)
 	if err != nil {
+		it.end()
 		return nil, err
 	}
-	app := &WSGIApp{target: opts.Target, obj: obj, logger: logger}
-	app.pool = newPool(opts.Threads, opts.MaxWait)
+	app := &WSGIApp{target: opts.Target, interp: it, obj: obj, logger: logger}
+	app.pool = newPool(it, opts.Threads, opts.MaxWait)
 	return app, nil
 }
 
 // Close stops taking requests; the threads finish what they serve, then the
-// app object is dropped.
+// app object is dropped and a sub-interpreter ended.
 func (a *WSGIApp) Close() {
 	a.pool.close(func() {
-		onPythonMain(func() { C.caddysnake_release(a.obj) })
+		a.interp.release(a.obj)
+		a.interp.end()
 	})
 }
 
@@ -117,7 +121,7 @@ func (req *wsgiRequest) run(w *worker) {
 	w.seq.Add(1)
 	w.cur.Store(req)
 	n := w.marshal(req.r)
-	rc := C.caddysnake_wsgi_call(w.ts, req.app.obj, C.uintptr_t(w.handle()),
+	rc := C.caddysnake_wsgi_call(req.app.interp.ci, w.ts, req.app.obj, C.uintptr_t(w.handle()),
 		(*C.char)(unsafe.Pointer(&w.strs.buf[0])), (*C.int32_t)(unsafe.Pointer(&w.strs.ends[0])), C.int(n))
 	w.cur.Store(nil)
 	req.done <- int(rc)

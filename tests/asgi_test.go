@@ -303,6 +303,7 @@ func TestASGILifespan(t *testing.T) {
 
 func TestASGIFastAPI(t *testing.T) {
 	requireVenv(t)
+	requireVenvPackage(t, "fastapi")
 	c := startCaddy(t, asgiSite(t, "asgi_fastapi:app", "lifespan on"))
 	if b := c.get(t, "/hello", 200); string(b) != `{"message":"hello"}` {
 		t.Fatalf("hello: %s", b)

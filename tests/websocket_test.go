@@ -193,6 +193,7 @@ func TestWebSocketThousandConcurrent(t *testing.T) {
 func TestWebSocketFrameworks(t *testing.T) {
 	requireVenv(t)
 	t.Run("FastAPI", func(t *testing.T) {
+		requireVenvPackage(t, "fastapi")
 		c := startCaddy(t, asgiSite(t, "asgi_fastapi:app"))
 		conn, _ := wsDial(t, wsURL(c, "/ws"), nil)
 		defer conn.CloseNow()

@@ -20,6 +20,7 @@ import traceback
 from . import bridge
 from .bridge import ClientDisconnected
 from .lifespan import Lifespan
+from .loader import subinterpreter_refusal
 
 # The native module. A module attribute read at call time: tests monkeypatch it.
 _native = bridge.native
@@ -882,13 +883,20 @@ def _new_loop(kind):
         return asyncio.new_event_loop()
     try:
         import uvloop
-    except ImportError:
-        if kind == "uvloop":
+    except ImportError as e:
+        if kind != "uvloop":
+            return asyncio.new_event_loop()
+        if subinterpreter_refusal(e) is not None:
+            # Installing it would not help: uvloop is a Cython module, which
+            # loads in one interpreter per process only.
             raise _StartupError(
-                "loop uvloop: uvloop is not installed; run pip install uvloop in the app's venv "
-                "(or set loop to asyncio or auto)"
+                "loop uvloop: uvloop cannot run in a sub-interpreter; set loop asyncio "
+                '(or remove "interpreters" from the python block to serve the app from the main interpreter)'
             ) from None
-        return asyncio.new_event_loop()
+        raise _StartupError(
+            "loop uvloop: uvloop is not installed; run pip install uvloop in the app's venv "
+            "(or set loop to asyncio or auto)"
+        ) from None
     return uvloop.new_event_loop()
 
 

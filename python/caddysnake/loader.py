@@ -5,6 +5,7 @@ Caddy's error output when the config is loaded.
 """
 
 import importlib
+import importlib.machinery
 import os
 import site
 import sys
@@ -18,6 +19,20 @@ _SYNTAX_HINT = 'expected "module:attribute", e.g. "myapp.wsgi:application"'
 # Module name -> real path of the working_dir it was loaded for by load_app,
 # so that a config reload of the same app finds its own module again.
 _origins = {}
+
+# The first extension module whose loading turned the GIL back on, on a
+# free-threaded build (see guard_extensions). Each interpreter has its own
+# copy of this module, so this is per interpreter, like the GIL it explains.
+_gil_culprit = None
+
+# Whether guard_extensions was asked to name refusing extensions (isolated
+# sub-interpreters only).
+_rewrite_refusals = False
+
+# What CPython, PyO3, Cython 3 and numpy say when an extension refuses to be
+# loaded in an isolated sub-interpreter; matched case-insensitively.
+_REFUSALS = ("subinterpreter", "sub-interpreter", "interpreter change detected",
+             "more than once per process", "one interpreter per process")
 
 
 def _running_version():
@@ -59,13 +74,23 @@ def check_venv(venv):
             f"recreate the venv with python{run} -m venv {venv}, "
             f"or build caddy with make PYTHON=python{version}"
         )
-    sp = os.path.join(venv, "lib", f"python{run}", "site-packages")
+    sp = _venv_site_packages(venv)
     if not os.path.isdir(sp):
+        exe = f"python{run}" + ("t" if _free_threaded_build() else "")
         raise ConfigError(
-            f'venv "{venv}" has no {sp} directory: recreate it with python{run} -m venv {venv}'
+            f'venv "{venv}" has no {sp} directory: recreate it with {exe} -m venv {venv}'
         )
     _check_installed_caddysnake(venv, sp)
     return sp
+
+
+def _venv_site_packages(venv):
+    """Where this interpreter's venv layout puts site-packages (a
+    free-threaded 3.13t uses lib/python3.13t)."""
+    import sysconfig
+
+    scheme = "venv" if "venv" in sysconfig.get_scheme_names() else "posix_prefix"
+    return sysconfig.get_path("purelib", scheme, vars={"base": venv, "platbase": venv})
 
 
 def _venv_version(venv, cfg):
@@ -167,8 +192,179 @@ def _check_not_taken(target, module, wd):
         )
 
 
-def load_app(target, working_dir, venv):
-    """Imports target ("module:attribute") and returns the WSGI callable."""
+# ---------------------------------------------------------------- sub-interpreters
+
+
+class SubinterpreterImportError(ImportError):
+    """A C extension refused to load in an isolated sub-interpreter.
+
+    An ImportError, so that libraries which fall back to pure Python when
+    their optional speedups cannot be imported keep doing so."""
+
+
+def _is_refusal(message):
+    lower = message.lower()
+    return any(r in lower for r in _REFUSALS)
+
+
+def _refusal(exc, name, path):
+    """exc rewritten as a SubinterpreterImportError naming the extension, or None."""
+    if isinstance(exc, SubinterpreterImportError) or not _is_refusal(str(exc)):
+        return None  # already named (by the innermost extension), or another failure
+    return SubinterpreterImportError(
+        f'the C extension module "{name}" cannot be loaded in a sub-interpreter ({exc}); '
+        f'serve this app from the main interpreter: remove "interpreters" from its python block '
+        f"(or set interpreters 0)",
+        name=name,
+        path=path,
+    )
+
+
+def _gil_enabled():
+    is_enabled = getattr(sys, "_is_gil_enabled", None)
+    return is_enabled is not None and is_enabled()
+
+
+def _note_gil(was_enabled, name):
+    """Remembers name if loading it just turned the GIL on. CPython says so
+    in a RuntimeWarning, but that is shown once and filtered like any
+    warning; watching the switch itself needs no help from the filters."""
+    global _gil_culprit
+    if _gil_culprit is None and not was_enabled and _gil_enabled():
+        _gil_culprit = name
+
+
+def _guarded_create(original):
+    def create_module(self, spec):
+        gil = _gil_enabled()
+        try:
+            return original(self, spec)
+        except ImportError as e:
+            better = _refusal(e, spec.name, spec.origin) if _rewrite_refusals else None
+            if better is None:
+                raise
+            raise better from e
+        finally:
+            _note_gil(gil, spec.name)
+
+    create_module.__caddysnake_original__ = original
+    return create_module
+
+
+def _guarded_exec(original):
+    def exec_module(self, module):
+        spec = getattr(module, "__spec__", None)
+        name = spec.name if spec is not None else getattr(module, "__name__", self.name)
+        gil = _gil_enabled()
+        try:
+            return original(self, module)
+        except ImportError as e:
+            better = _refusal(e, name, spec.origin if spec is not None else self.path) if _rewrite_refusals else None
+            if better is None:
+                raise
+            raise better from e
+        finally:
+            _note_gil(gil, name)
+
+    exec_module.__caddysnake_original__ = original
+    return exec_module
+
+
+def guard_extensions(name_refusals=True):
+    """Watches extension loading: notes the first one that turns the GIL
+    back on (free-threaded builds), and with name_refusals, names the one
+    that refuses a sub-interpreter.
+
+    CPython strips importlib frames from ImportError tracebacks, so the
+    refusal alone ("module X does not support ..." is the lucky case; PyO3
+    and Cython do not name themselves) leaves the user guessing which
+    dependency is at fault. Patching the class is enough: every interpreter
+    has its own importlib. Safe to call again."""
+    global _rewrite_refusals
+    _rewrite_refusals = _rewrite_refusals or name_refusals
+    cls = importlib.machinery.ExtensionFileLoader
+    if not hasattr(cls.create_module, "__caddysnake_original__"):
+        cls.create_module = _guarded_create(cls.create_module)
+    if not hasattr(cls.exec_module, "__caddysnake_original__"):
+        cls.exec_module = _guarded_exec(cls.exec_module)
+
+
+def _unguard_extensions():
+    """Undoes guard_extensions (for tests)."""
+    global _rewrite_refusals
+    _rewrite_refusals = False
+    cls = importlib.machinery.ExtensionFileLoader
+    for attr in ("create_module", "exec_module"):
+        original = getattr(getattr(cls, attr), "__caddysnake_original__", None)
+        if original is not None:
+            setattr(cls, attr, original)
+
+
+def subinterpreter_refusal(exc):
+    """The SubinterpreterImportError that exc is, or was caused by, or None.
+
+    Libraries often re-raise import failures as their own ImportError (or
+    something else), so the whole __cause__/__context__ chain is searched."""
+    seen = set()
+    todo = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, SubinterpreterImportError):
+            return e
+        todo += [e.__context__, e.__cause__]  # the cause is looked at first
+    return None
+
+
+# ---------------------------------------------------------------- the GIL
+
+
+def _free_threaded_build():
+    import sysconfig
+
+    return bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+
+
+def gil_status():
+    """The GIL's state, for the free_threaded setting and the logs.
+
+    The empty string on a build with a GIL; else "disabled", "enabled by
+    module X", or "enabled" (PYTHON_GIL=1, or a module that re-enabled it was
+    loaded before load_app)."""
+    if not _free_threaded_build():
+        return ""
+    is_enabled = getattr(sys, "_is_gil_enabled", None)
+    if is_enabled is not None and not is_enabled():
+        return "disabled"
+    if _gil_culprit:
+        return f"enabled by module {_gil_culprit}"
+    return "enabled"
+
+
+# ---------------------------------------------------------------- load_app
+
+
+def _failed(target, what, exc):
+    """The ConfigError for an exception from the app's code, with its traceback."""
+    tb = "".join(traceback.format_exception(exc))
+    refusal = subinterpreter_refusal(exc)
+    if refusal is not None:
+        # Which module to move out of the way matters more than which step failed.
+        return ConfigError(f'cannot load "{target}": {refusal}\n{tb}')
+    return ConfigError(f'cannot load "{target}": {what}:\n{tb}')
+
+
+def load_app(target, working_dir, venv, isolated=False):
+    """Imports target ("module:attribute") and returns the WSGI callable.
+
+    isolated: loading in a sub-interpreter with its own GIL, where some C
+    extensions refuse to load; the error then names the extension."""
+    if isolated:
+        guard_extensions()
+    elif _free_threaded_build():
+        guard_extensions(name_refusals=False)  # only to see who turns the GIL on
     module, attrs, factory = parse_target(target)
     if venv:
         _add_venv(check_venv(venv))
@@ -180,9 +376,8 @@ def load_app(target, working_dir, venv):
     try:
         mod = importlib.import_module(module)
     except BaseException as e:
-        tb = "".join(traceback.format_exception(e))
         hint = f" (working_dir {working_dir})" if working_dir else ""
-        raise ConfigError(f'cannot load "{target}": importing module {module} failed{hint}:\n{tb}') from None
+        raise _failed(target, f"importing module {module} failed{hint}", e) from None
     if wd is not None:
         parts = module.split(".")
         for i in range(1, len(parts) + 1):
@@ -197,8 +392,7 @@ def load_app(target, working_dir, venv):
                 f'cannot load "{target}": module {module} has no attribute {".".join(attrs[: i + 1])}'
             ) from None
         except BaseException as e:
-            tb = "".join(traceback.format_exception(e))
-            raise ConfigError(f'cannot load "{target}": getting {name} failed:\n{tb}') from None
+            raise _failed(target, f"getting {name} failed", e) from None
     attr = ".".join(attrs)
     if factory:
         if not callable(obj):
@@ -206,8 +400,7 @@ def load_app(target, working_dir, venv):
         try:
             obj = obj()
         except BaseException as e:
-            tb = "".join(traceback.format_exception(e))
-            raise ConfigError(f'cannot load "{target}": calling {attr}() failed:\n{tb}') from None
+            raise _failed(target, f"calling {attr}() failed", e) from None
         attr += "()"
     if not callable(obj):
         raise ConfigError(

@@ -1,0 +1,6 @@
+import legacyext
+
+
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"answer=%d" % legacyext.ANSWER]

@@ -42,12 +42,14 @@ func TestCaddyfileBlock(t *testing.T) {
 		venv /srv/app/.venv
 		threads 8
 		max_wait 2s
+		interpreters 3
+		free_threaded
 	}`)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := Handler{ModuleWSGI: "myapp.wsgi:application", WorkingDir: "/srv/app", Venv: "/srv/app/.venv",
-		Threads: 8, MaxWait: caddy.Duration(2 * time.Second)}
+		Threads: 8, MaxWait: caddy.Duration(2 * time.Second), Interpreters: 3, FreeThreaded: true}
 	if *h != want {
 		t.Fatalf("got %+v, want %+v", *h, want)
 	}
@@ -59,6 +61,9 @@ func TestCaddyfileErrors(t *testing.T) {
 		{`python { threads zero }`, `threads: expected a whole number >= 1`},
 		{`python { threads 0 }`, `threads: expected a whole number >= 1`},
 		{`python { max_wait soon }`, `max_wait: expected a positive duration`},
+		{`python { interpreters many }`, `interpreters: expected a whole number >= 0`},
+		{`python { interpreters -2 }`, `interpreters: expected a whole number >= 0`},
+		{`python { free_threaded maybe }`, `free_threaded: expected on or off`},
 		{`python a:b c:d`, `python takes one argument`},
 		{"python a:b {\n module_wsgi c:d\n}", `the app is already set to "a:b"`},
 		{"python {\n working_dir\n}", `wrong argument count`},
@@ -99,6 +104,7 @@ func TestProvisionErrors(t *testing.T) {
 		{Handler{ModuleWSGI: "unit_app:not_callable", WorkingDir: testdata}, "not callable"},
 		{Handler{ModuleWSGI: "no_such_module_xyz:app", WorkingDir: testdata}, "no_such_module_xyz"},
 		{Handler{ModuleWSGI: "unit_app:hello", WorkingDir: testdata, Threads: -1}, "threads must be at least 1"},
+		{Handler{ModuleWSGI: "unit_app:hello", WorkingDir: testdata, Interpreters: -1}, "interpreters must be 0"},
 	} {
 		h := tc.h
 		err := provision(t, &h)

@@ -79,3 +79,32 @@ check-memory: venv
 
 clean:
 	rm -f caddy caddy-asan
+
+# ---- Benchmarks (bench/README.md) -------------------------------------------
+#   make bench                 ./caddy's python module vs caddy `respond`, granian,
+#                              uvicorn, gunicorn and each of those behind caddy
+#                              reverse_proxy, pinned and unpinned (issue 5)
+#   make bench-interpreters    the module with `interpreters 1` vs `interpreters 2`
+#                              (issue 4; needs CPython 3.12+: add PYTHON=python3.12)
+#   make bench BENCH_ARGS="--quick"    2 s smoke run; see python3 bench/run.py --help
+# The apps and peers run from their own venv, made with the $(PYTHON) ./caddy is
+# linked against (bench/.venv for python3, bench/.venv-3.12 for python3.12 ...).
+BENCH_PY_TAG = $(shell $(PYTHON) -c 'import sys, sysconfig; print("%d.%d%s" % (*sys.version_info[:2], "t" if sysconfig.get_config_var("Py_GIL_DISABLED") else ""))')
+BENCH_VENV = $(if $(filter python3,$(PYTHON)),bench/.venv,bench/.venv-$(BENCH_PY_TAG))
+BENCH_ARGS ?=
+
+.PHONY: bench bench-interpreters bench-deps
+
+bench: caddy bench-deps
+	$(PYTHON) bench/run.py --caddy ./caddy --venv $(BENCH_VENV) $(BENCH_ARGS)
+
+bench-interpreters: caddy bench-deps
+	$(PYTHON) bench/run.py --suite interpreters --caddy ./caddy --venv $(BENCH_VENV) $(BENCH_ARGS)
+
+bench-deps: $(BENCH_VENV)/.ready
+	@command -v wrk >/dev/null 2>&1 || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y wrk; }
+
+$(BENCH_VENV)/.ready: bench/requirements.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install -q --disable-pip-version-check -r bench/requirements.txt
+	touch $@

@@ -89,8 +89,7 @@ clean:
 #   make bench BENCH_ARGS="--quick"    2 s smoke run; see python3 bench/run.py --help
 # The apps and peers run from their own venv, made with the $(PYTHON) ./caddy is
 # linked against (bench/.venv for python3, bench/.venv-3.12 for python3.12 ...).
-BENCH_PY_TAG = $(shell $(PYTHON) -c 'import sys, sysconfig; print("%d.%d%s" % (*sys.version_info[:2], "t" if sysconfig.get_config_var("Py_GIL_DISABLED") else ""))')
-BENCH_VENV = $(if $(filter python3,$(PYTHON)),bench/.venv,bench/.venv-$(BENCH_PY_TAG))
+BENCH_VENV = bench/$(VENV)
 BENCH_ARGS ?=
 
 .PHONY: bench bench-interpreters bench-deps

@@ -217,17 +217,16 @@ func loadInstances(n int, load func(it *interpreter) (servedApp, error)) ([]serv
 		}()
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	for _, err := range errs {
+		if err == nil {
+			continue
+		}
 		for _, a := range apps {
 			if a != nil {
 				a.Close()
 			}
 		}
-		for _, e := range errs {
-			if e != nil {
-				return nil, e // the first: the others are usually the same
-			}
-		}
+		return nil, err // the first: the others are usually the same
 	}
 	return apps, nil
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -97,15 +98,6 @@ func fetchReport(t *testing.T, c *caddy, url string) isoReport {
 	return r
 }
 
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
 // Two apps in one Caddy, each in its own sub-interpreter, both importing
 // modules named isoapp and shared_mod from different directories, one with
 // a venv: neither sees the other's modules, sys.path, venv or globals.
@@ -136,10 +128,10 @@ func TestSubinterpretersIsolateApps(t *testing.T) {
 		t.Fatalf("both apps answered from the same isoapp module instance")
 	}
 	dirA, dirB := filepath.Join(appsDir, "iso_a"), filepath.Join(appsDir, "iso_b")
-	if !contains(a.SysPath, dirA) || contains(a.SysPath, dirB) {
+	if !slices.Contains(a.SysPath, dirA) || slices.Contains(a.SysPath, dirB) {
 		t.Errorf("app A's sys.path = %v: want %s and not %s", a.SysPath, dirA, dirB)
 	}
-	if !contains(b.SysPath, dirB) || contains(b.SysPath, dirA) {
+	if !slices.Contains(b.SysPath, dirB) || slices.Contains(b.SysPath, dirA) {
 		t.Errorf("app B's sys.path = %v: want %s and not %s", b.SysPath, dirB, dirA)
 	}
 	venvSP := func(paths []string) bool {

@@ -1,5 +1,6 @@
-"""Reports what this interpreter sees, for the isolation tests. The same
-file sits in iso_a and iso_b, so both apps use the module name isoapp."""
+"""Reports what this interpreter sees, for the isolation tests.
+iso_b/isoapp.py links to this file, so both apps use the module name isoapp
+and differ only by the shared_mod beside them."""
 
 import json
 import sys

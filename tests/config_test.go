@@ -31,9 +31,13 @@ func TestConfigErrorsFailValidate(t *testing.T) {
 	if v := os.Getenv("CADDYSNAKE_VENV"); v != "" {
 		py = filepath.Join(v, "bin", "python")
 	}
-	pyver := strings.TrimSpace(runOut(t, py, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"))
+	// pyver is "3.13"; libdir is "python3.13", or "python3.13t" on a
+	// free-threaded build, whose venvs use that directory.
+	pyver, libdir, _ := strings.Cut(strings.TrimSpace(runOut(t, py, "-c",
+		"import sys, sysconfig; v = '%d.%d' % sys.version_info[:2]; "+
+			"print(v, 'python' + v + ('t' if sysconfig.get_config_var('Py_GIL_DISABLED') else ''))")), " ")
 	oldPkgVenv := filepath.Join(t.TempDir(), "venv-old-caddysnake")
-	oldSite := filepath.Join(oldPkgVenv, "lib", "python"+pyver, "site-packages")
+	oldSite := filepath.Join(oldPkgVenv, "lib", libdir, "site-packages")
 	if err := os.MkdirAll(filepath.Join(oldSite, "caddysnake-0.0.1.dist-info"), 0o755); err != nil {
 		t.Fatal(err)
 	}

@@ -1058,11 +1058,55 @@ void caddysnake_thread_free(PyThreadState *ts) {
 	PyThreadState_DeleteCurrent();
 }
 
+// This OS thread's thread state in the main interpreter, made by its first
+// request and kept for the thread's life: Go reuses its threads (they exit
+// only when a goroutine locked to one ends, and request goroutines are never
+// locked), so the states stay bounded by the threads that ever ran Python,
+// and threading.local and PyGILState_Ensure see one state per thread as on
+// any threaded server. CPython never finalizes, so none is ever freed.
+static _Thread_local PyThreadState *main_request_ts;
+
+// Attaches the calling (Go) thread to ci for one request. A sub-interpreter
+// gets a thread state per request, deleted on this same thread by
+// request_leave: one kept per thread could not be deleted when the
+// interpreter ends, since Py_EndInterpreter must be the last state and
+// deleting a state from another thread leaves this thread's PyGILState
+// pointer dangling (CPython's bind_gilstate_tstate would later write
+// through it).
+static PyThreadState *request_enter(cs_interp *ci) {
+	PyThreadState *ts;
+	if (ci->is_main) {
+		if (main_request_ts == NULL) {
+			main_request_ts = PyThreadState_New(ci->interp);
+		}
+		ts = main_request_ts;
+	} else {
+		ts = PyThreadState_New(ci->interp);
+	}
+	if (ts != NULL) {
+		PyEval_RestoreThread(ts);
+	}
+	return ts;
+}
+
+static void request_leave(cs_interp *ci) {
+	if (ci->is_main) {
+		PyEval_SaveThread();
+		return;
+	}
+	PyThreadState_Clear(PyThreadState_Get());
+	PyThreadState_DeleteCurrent();
+}
+
 // ---------------------------------------------------------------- requests
 
-int caddysnake_wsgi_call(cs_interp *ci, PyThreadState *ts, PyObject *app, uintptr_t handle,
-                         const char *buf, const int32_t *ends, int n) {
-	PyEval_RestoreThread(ts);
+int caddysnake_wsgi_call(cs_interp *ci, PyObject *app, uintptr_t handle, const char *buf,
+                         const int32_t *ends, int n) {
+	if (request_enter(ci) == NULL) {
+		const char msg[] = "python: out of memory for a thread state";
+		go_log(handle, 3, (char *)msg, sizeof msg - 1);
+		return -1;
+	}
 	int rc = -1;
 	PyObject *h = NULL, *res = NULL;
 	PyObject *req = PyTuple_New(n);
@@ -1106,7 +1150,7 @@ done:
 	Py_XDECREF(res);
 	Py_XDECREF(h);
 	Py_XDECREF(req);
-	PyEval_SaveThread();
+	request_leave(ci);
 	return rc;
 }
 

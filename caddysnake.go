@@ -77,11 +77,14 @@ type Handler struct {
 	// Caddy is linked against. Default: none.
 	Venv string `json:"venv,omitempty"`
 
-	// How many OS threads run the app, each with its own Python thread
-	// state. Default: 16.
+	// How many requests of the app run Python at once (per interpreter).
+	// Each runs on the OS thread of the Go goroutine serving it; in the main
+	// interpreter a thread keeps one Python thread state for its life, so
+	// threading.local works. With the GIL, more than one overlaps waiting
+	// (I/O, sleeps) rather than computing. Default: 16.
 	Threads int `json:"threads,omitempty"`
 
-	// How long a request may wait for a free thread before it is answered
+	// How long a request may wait for one of those slots before it is answered
 	// 503 Service Unavailable. Default: 30s.
 	MaxWait caddy.Duration `json:"max_wait,omitempty"`
 

@@ -4,9 +4,11 @@
 // per process on a dedicated OS thread, the "Python main thread", which also
 // runs every configuration-time call of the main interpreter (importing
 // apps, dropping them); each sub-interpreter has an owner thread of its own
-// for the same calls. Requests run on
-// worker OS threads, one PyThreadState each, created once per thread and kept
-// for its life so threading.local survives between requests (as mod_wsgi does).
+// for the same calls. A WSGI request runs on the OS thread of the Go
+// goroutine serving it: in the main interpreter with a PyThreadState kept per
+// OS thread for its life (threading.local survives between requests, as on
+// mod_wsgi), in a sub-interpreter with one made for the request. An ASGI app
+// runs on its event loop's own thread.
 //
 // GIL contract: every function below is called from Go WITHOUT the GIL and
 // returns without it. The Python-facing functions of the _caddysnake module
@@ -29,8 +31,8 @@ typedef struct {
 // One CPython interpreter (caddysnake.c): the main interpreter, or a
 // sub-interpreter with its own GIL (PEP 684, CPython 3.12+). Each has an
 // owner OS thread that runs its configuration-time calls (create, load,
-// release, end); requests run on worker threads with thread states of
-// their own, made by caddysnake_thread_new.
+// release, end); requests run on other threads with thread states of
+// their own (see the threading model above).
 typedef struct cs_interp cs_interp;
 
 // Starts CPython on the calling OS thread, which becomes the Python main
@@ -85,14 +87,15 @@ PyThreadState *caddysnake_thread_new(cs_interp *ci);
 // On the thread that made ts: clears and deletes it.
 void caddysnake_thread_free(PyThreadState *ts);
 
-// On the worker thread that owns ts (a thread state of ci): serves one WSGI
-// request. buf holds n latin-1 strings back to back and ends[i] is the end
+// On any thread without a Python thread state (the Go thread serving the
+// request): attaches it to ci with a thread state of its own, serves one WSGI
+// request, and detaches. buf holds n latin-1 strings back to back and ends[i] is the end
 // offset of string i (see wsgi.go for their order). handle identifies the
 // request in the go_* callbacks. Returns caddysnake.wsgi.serve's result code
 // (wsgi.go), or -1 if the call itself failed (the error is logged through
 // go_log).
-int caddysnake_wsgi_call(cs_interp *ci, PyThreadState *ts, PyObject *app, uintptr_t handle,
-                         const char *buf, const int32_t *ends, int n);
+int caddysnake_wsgi_call(cs_interp *ci, PyObject *app, uintptr_t handle, const char *buf,
+                         const int32_t *ends, int n);
 
 // ---------------------------------------------------------------- ASGI
 

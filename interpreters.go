@@ -17,8 +17,8 @@ import (
 // interpreter is one CPython interpreter and its owner OS thread, which
 // runs the interpreter's configuration-time calls: importing and dropping
 // apps, and for a sub-interpreter its creation and end. Requests never run
-// here; they run on pool threads (WSGI) or the event loop thread (ASGI),
-// each with a thread state of its own in this interpreter.
+// here; they run on the Go threads serving them (WSGI) or the event loop
+// thread (ASGI), each with a thread state of its own in this interpreter.
 type interpreter struct {
 	ci     *C.cs_interp
 	calls  chan func()
@@ -82,7 +82,8 @@ func (it *interpreter) do(f func()) {
 }
 
 // end finalizes a sub-interpreter once every thread state made for it is
-// gone (pool threads and event loops end theirs first), and waits for it.
+// gone (WSGI requests delete theirs as they finish; event loops end
+// theirs first), and waits for it.
 // The main interpreter is never ended.
 func (it *interpreter) end() {
 	if it.isMain {

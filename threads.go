@@ -1,138 +1,112 @@
 package caddysnake
 
-// #include "caddysnake.h"
-import "C"
-
 import (
 	"errors"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
-// Defaults of the thread pool, documented on the Handler fields.
+// Defaults of the request slots, documented on the Handler fields.
 const (
 	// DefaultThreads: under the GIL only one thread runs Python at a time, so
-	// threads exist to overlap waiting (database, upstream HTTP, slow
-	// clients); 16 covers typical I/O-bound apps at about 1 MiB of stack and
-	// one PyThreadState each.
+	// more than one request in Python exists to overlap waiting (database,
+	// upstream HTTP, slow clients); 16 covers typical I/O-bound apps.
 	DefaultThreads = 16
-	// DefaultMaxWait bounds how long a request queues for a free thread
+	// DefaultMaxWait bounds how long a request queues for a free slot
 	// before it gets 503: long enough to ride out a burst, short enough that
 	// an overloaded app sheds load instead of piling up connections.
 	DefaultMaxWait = 30 * time.Second
 )
 
 var (
-	// ErrBusy: every thread stayed busy for max_wait.
+	// ErrBusy: every slot stayed busy for max_wait.
 	ErrBusy = errors.New("python: all threads are busy (raise threads or max_wait)")
 	// ErrStopped: the app is being replaced or shut down.
 	ErrStopped = errors.New("python: app is shutting down")
 )
 
-// job is one unit of work for a pool thread; it runs with the thread's
-// PyThreadState and reports through its own channel.
-type job interface {
-	run(w *worker)
-}
-
-// pool is a fixed set of OS threads that run Python for one app, fed from
-// one unbuffered channel: a request blocks in dispatch until a thread takes
-// it, and Go's channel wait queue is FIFO, so the waiting requests are the
-// queue.
+// pool bounds how many requests of one app run Python at once (`threads`).
+//
+// Python runs on the OS thread of the goroutine that serves the request: no
+// hand-off to a dedicated thread and back. An earlier design kept a pool of
+// locked OS threads fed through a channel; waking a locked thread and then
+// the handler goroutine again cost two OS context switches and about 30% of
+// the CPU of a hello-world request (pprof: startlockedm, notesleep, futex).
+// Each OS thread keeps its own PyThreadState for the main interpreter
+// (caddysnake.c), so thread-local Python state works as it does on any
+// threaded server.
+//
+// The slots are workers in a buffered channel: taking one is the admission,
+// and Go's channel wait queue is FIFO, so the waiting requests are the queue.
 type pool struct {
 	interp  *interpreter
-	jobs    chan job
+	idle    chan *worker
+	size    int
 	stop    chan struct{}
 	stopped atomic.Bool
 	maxWait time.Duration
-	wg      sync.WaitGroup
 }
 
 func newPool(it *interpreter, threads int, maxWait time.Duration) *pool {
-	p := &pool{interp: it, jobs: make(chan job), stop: make(chan struct{}), maxWait: maxWait}
-	ready := make(chan struct{})
-	p.wg.Add(threads)
+	p := &pool{interp: it, idle: make(chan *worker, threads), size: threads, stop: make(chan struct{}), maxWait: maxWait}
 	for i := 0; i < threads; i++ {
-		go p.thread(ready)
-	}
-	for i := 0; i < threads; i++ {
-		<-ready
+		p.idle <- newWorker()
 	}
 	return p
 }
 
-// thread is the life of one pool OS thread.
-func (p *pool) thread(ready chan<- struct{}) {
-	defer p.wg.Done()
-	// A PyThreadState belongs to one OS thread; a goroutine may move between
-	// threads unless locked. It stays locked to the end, so the OS thread
-	// exits with it and leaves nothing behind in Go's thread cache.
-	runtime.LockOSThread()
-	w := newWorker()
-	defer w.unregister()
-	w.ts = C.caddysnake_thread_new(p.interp.ci)
-	defer C.caddysnake_thread_free(w.ts)
-	ready <- struct{}{}
-	for {
-		select {
-		case j := <-p.jobs:
-			j.run(w)
-		case <-p.stop:
-			return
-		}
-	}
-}
-
-// dispatch hands j to an idle thread, waiting up to maxWait for one.
-func (p *pool) dispatch(j job, cancel <-chan struct{}) error {
+// acquire takes a free slot, waiting up to maxWait for one; the caller runs
+// the request and gives the slot back with put.
+func (p *pool) acquire(cancel <-chan struct{}) (*worker, error) {
 	if p.stopped.Load() {
-		return ErrStopped
+		return nil, ErrStopped
 	}
 	select {
-	case p.jobs <- j: // an idle thread was waiting: the common, timer-free path
-		return nil
+	case w := <-p.idle: // a slot was free: the common, timer-free path
+		return w, nil
 	default:
 	}
 	t := time.NewTimer(p.maxWait)
 	defer t.Stop()
 	select {
-	case p.jobs <- j:
-		return nil
+	case w := <-p.idle:
+		return w, nil
 	case <-t.C:
-		return ErrBusy
+		return nil, ErrBusy
 	case <-cancel:
-		return errClientGone
+		return nil, errClientGone
 	case <-p.stop:
-		return ErrStopped
+		return nil, ErrStopped
 	}
 }
 
-// close makes the threads exit once their current job is done and calls
-// after() when the last one has, without waiting for it: a long streaming
-// response must not hold up a config reload.
+func (p *pool) put(w *worker) { p.idle <- w }
+
+// close stops admitting requests and calls after() once every slot is back,
+// without waiting for that: a long streaming response must not hold up a
+// config reload.
 func (p *pool) close(after func()) {
 	if p.stopped.Swap(true) {
 		return
 	}
 	close(p.stop)
 	go func() {
-		p.wg.Wait()
+		for i := 0; i < p.size; i++ {
+			(<-p.idle).unregister()
+		}
 		after()
 	}()
 }
 
 var errClientGone = errors.New("python: client went away while queued")
 
-// worker is a pool thread's state that callbacks from C reach through its
-// handle. The handle carries a sequence number beside the slot index, so a
-// stale handle (kept by a thread the app started) cannot touch a later
-// request.
+// worker is a request slot that callbacks from C reach through its handle.
+// The handle carries a sequence number beside the slot index, so a stale
+// handle (kept by a thread the app started) cannot touch a later request.
 type worker struct {
 	slot uint32
 	seq  atomic.Uint32 // bumped per request
-	ts   *C.PyThreadState
 	cur  atomic.Pointer[wsgiRequest]
 	strs cStrings // the request laid out for C, reused (wsgi.go)
 }

@@ -67,32 +67,25 @@ func (a *WSGIApp) Close() {
 	})
 }
 
-// wsgiRequest is one request in flight; its fields are touched by the
-// worker thread (and the C callbacks it makes) until done is signalled, and
-// by ServeHTTP's goroutine after.
+// wsgiRequest is one request in flight; the C callbacks reach it through
+// its worker's handle while the app runs.
 type wsgiRequest struct {
 	app         *WSGIApp
 	w           http.ResponseWriter
 	r           *http.Request
-	done        chan int // the result code
 	headersSent bool
 	bodyErr     error  // why reading the body failed, if it did
 	lastErr     string // message for the exception C raises
 	ctl         *http.ResponseController
 }
 
-var requestPool = sync.Pool{New: func() any { return &wsgiRequest{done: make(chan int, 1)} }}
+var requestPool = sync.Pool{New: func() any { return new(wsgiRequest) }}
 
-// Serve runs one request through the app.
+// Serve runs one request through the app, on this goroutine's OS thread.
 func (a *WSGIApp) Serve(w http.ResponseWriter, r *http.Request) error {
-	req := requestPool.Get().(*wsgiRequest)
-	*req = wsgiRequest{app: a, w: w, r: r, done: req.done}
-	defer func() {
-		*req = wsgiRequest{done: req.done}
-		requestPool.Put(req)
-	}()
 	allowFullDuplex(w, r)
-	if err := a.pool.dispatch(req, r.Context().Done()); err != nil {
+	wk, err := a.pool.acquire(r.Context().Done())
+	if err != nil {
 		switch err {
 		case ErrBusy, ErrStopped:
 			return caddyhttp.Error(http.StatusServiceUnavailable, err)
@@ -100,31 +93,39 @@ func (a *WSGIApp) Serve(w http.ResponseWriter, r *http.Request) error {
 			return caddyhttp.Error(499, err) // client closed request, nginx's code
 		}
 	}
-	rc := <-req.done
+	req := requestPool.Get().(*wsgiRequest)
+	*req = wsgiRequest{app: a, w: w, r: r}
+	rc := req.run(wk)
+	a.pool.put(wk)
+	headersSent, bodyErr := req.headersSent, req.bodyErr
+	*req = wsgiRequest{}
+	requestPool.Put(req)
 	switch {
 	case rc == wsgiOK, rc == wsgiClientGone:
 		return nil
-	case req.headersSent:
+	case headersSent:
 		// PEP 3333 "Error Handling": once headers are out the status cannot
 		// change; abort the connection so the client sees a broken response
 		// rather than a truncated one that looks complete.
 		panic(http.ErrAbortHandler)
-	case req.bodyErr != nil:
-		return bodyError(req.bodyErr)
+	case bodyErr != nil:
+		return bodyError(bodyErr)
 	default:
 		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("python app %s raised an exception (traceback logged above)", a.target))
 	}
 }
 
-// run is the pool-thread half of Serve.
-func (req *wsgiRequest) run(w *worker) {
+// run calls into Python with the request published on w for the callbacks.
+// Nothing here pins the goroutine to its thread: during the cgo call it
+// cannot move, and callbacks from C into Go run on the same thread.
+func (req *wsgiRequest) run(w *worker) int {
 	w.seq.Add(1)
 	w.cur.Store(req)
 	n := w.marshal(req.r)
-	rc := C.caddysnake_wsgi_call(req.app.interp.ci, w.ts, req.app.obj, C.uintptr_t(w.handle()),
+	rc := C.caddysnake_wsgi_call(req.app.interp.ci, req.app.obj, C.uintptr_t(w.handle()),
 		(*C.char)(unsafe.Pointer(&w.strs.buf[0])), (*C.int32_t)(unsafe.Pointer(&w.strs.ends[0])), C.int(n))
 	w.cur.Store(nil)
-	req.done <- int(rc)
+	return int(rc)
 }
 
 // marshal lays out the request for caddysnake_wsgi_call as back-to-back

@@ -10,11 +10,11 @@ def hello(environ, start_response):
 
 
 def thread_local(environ, start_response):
-    # A thread keeps one PyThreadState for its life, so threading.local
+    # An OS thread keeps one PyThreadState for its life, so threading.local
     # survives between the requests it serves.
     _local.count = getattr(_local, "count", 0) + 1
     start_response("200 OK", [("Content-Type", "text/plain")])
-    return [str(_local.count).encode()]
+    return [b"%d %d" % (threading.get_ident(), _local.count)]
 
 
 def echo(environ, start_response):

@@ -3,6 +3,7 @@
 // caddysnake.h; the Go side of every go_* callback is in callbacks.go.
 #include "caddysnake.h"
 
+#include <assert.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,13 @@ struct cs_interp {
 	PyObject *describe_err; // message for an exception (traceback or ConfigError text)
 	PyObject *run_asgi;     // caddysnake.asgi.run_loop
 	PyObject *gil_status;   // caddysnake.loader.gil_status
+	// Sub-interpreters: a unique id (never reused, unlike the address), and
+	// the thread states request threads keep for it (see request_enter),
+	// freed when it ends.
+	uint64_t id;
+	pthread_mutex_t states_mu;
+	PyThreadState **states;
+	size_t nstates, capstates;
 };
 
 static cs_interp main_interp;
@@ -39,6 +47,9 @@ static struct {
 // _caddysnake.interpreter_count() walks the list, which CPython does not
 // lock for its public walkers.
 static pthread_mutex_t interp_list_mu = PTHREAD_MUTEX_INITIALIZER;
+
+// The anchor interpreter (see request_enter), left out of counts.
+static PyInterpreterState *anchor_interp;
 
 // ---------------------------------------------------------------- errors
 
@@ -696,7 +707,7 @@ static PyObject *cs_interpreter_count(PyObject *mod, PyObject *unused) {
 	Py_BEGIN_ALLOW_THREADS
 	pthread_mutex_lock(&interp_list_mu);
 	for (PyInterpreterState *i = PyInterpreterState_Head(); i != NULL; i = PyInterpreterState_Next(i)) {
-		n++;
+		n += i != anchor_interp; // the anchor is an implementation detail
 	}
 	pthread_mutex_unlock(&interp_list_mu);
 	Py_END_ALLOW_THREADS
@@ -938,6 +949,137 @@ int caddysnake_free_threaded_build(void) {
 #endif
 }
 
+// ---------------------------------------------------------------- request thread states
+
+// This OS thread's thread state in the main interpreter, made by its first
+// request and kept for the thread's life: Go reuses its threads (they exit
+// only when a goroutine locked to one ends, and request goroutines are never
+// locked), so the states stay bounded by the threads that ever ran Python,
+// and threading.local and PyGILState_Ensure see one state per thread as on
+// any threaded server. CPython never finalizes, so none is ever freed.
+static _Thread_local PyThreadState *main_request_ts;
+
+// Sub-interpreters end on reload, and Py_EndInterpreter wants every other
+// thread state of the interpreter gone first: their owner deletes the ones
+// request threads keep (cs_interp.states). Deleting a thread state from
+// another thread is safe only if no thread's PyGILState slot still points to
+// it: activating a state binds the thread's slot to it, and the next
+// binding writes through the old pointer (CPython's bind_gilstate_tstate).
+// So a request thread ends every sub-interpreter request by activating its
+// state of the "anchor", an empty own-GIL interpreter that never runs code
+// and never ends: that moves the slot off the sub-interpreter's state, for
+// the price of an uncontended lock. A fresh thread state per request would
+// avoid this, but costs more: its frame stack is an mmap'd chunk mapped and
+// unmapped each time (hello world served at half the speed).
+static _Thread_local PyThreadState *anchor_ts;
+
+// The states this thread keeps, by interpreter id; an entry of an ended
+// interpreter is stale (its state was freed) and is reused.
+#define KEPT_STATES 8
+static _Thread_local struct {
+	uint64_t id;
+	PyThreadState *ts;
+} kept_states[KEPT_STATES];
+
+// Ids of the live sub-interpreters, to tell stale entries of kept_states.
+static pthread_mutex_t live_mu = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t live_ids[256];
+static uint64_t next_id __attribute__((unused)) = 1; // unused before 3.12
+static size_t nlive;
+
+static int id_is_live(uint64_t id) {
+	for (size_t i = 0; i < nlive; i++) {
+		if (live_ids[i] == id) {
+			return 1;
+		}
+	}
+	return 0;
+}
+
+// This thread's kept state for sub-interpreter ci, made on first use, or
+// NULL when this thread keeps states for too many live interpreters.
+static PyThreadState *kept_state(cs_interp *ci) {
+	int free_slot = -1;
+	for (int i = 0; i < KEPT_STATES; i++) {
+		if (kept_states[i].id == ci->id) {
+			return kept_states[i].ts;
+		}
+		if (kept_states[i].id == 0) {
+			free_slot = free_slot < 0 ? i : free_slot;
+		}
+	}
+	if (anchor_ts == NULL && (anchor_ts = PyThreadState_New(anchor_interp)) == NULL) {
+		return NULL;
+	}
+	if (free_slot < 0) {
+		pthread_mutex_lock(&live_mu);
+		for (int i = 0; i < KEPT_STATES && free_slot < 0; i++) {
+			if (!id_is_live(kept_states[i].id)) {
+				free_slot = i;
+			}
+		}
+		pthread_mutex_unlock(&live_mu);
+		if (free_slot < 0) {
+			return NULL;
+		}
+	}
+	pthread_mutex_lock(&ci->states_mu);
+	if (ci->nstates == ci->capstates) {
+		size_t cap = ci->capstates ? 2 * ci->capstates : 16;
+		PyThreadState **grown = realloc(ci->states, cap * sizeof *grown);
+		if (grown == NULL) {
+			pthread_mutex_unlock(&ci->states_mu);
+			return NULL;
+		}
+		ci->states = grown;
+		ci->capstates = cap;
+	}
+	PyThreadState *ts = PyThreadState_New(ci->interp); // needs no GIL
+	if (ts != NULL) {
+		ci->states[ci->nstates++] = ts;
+		kept_states[free_slot].id = ci->id;
+		kept_states[free_slot].ts = ts;
+	}
+	pthread_mutex_unlock(&ci->states_mu);
+	return ts;
+}
+
+// Attaches the calling (Go) thread to ci for one request; returns 1 if it
+// used a kept state, 0 for a state made for this request, -1 on failure.
+static int request_enter(cs_interp *ci) {
+	PyThreadState *ts;
+	int kept = 1;
+	if (ci->is_main) {
+		if (main_request_ts == NULL) {
+			main_request_ts = PyThreadState_New(ci->interp);
+		}
+		ts = main_request_ts;
+	} else if ((ts = kept_state(ci)) == NULL) {
+		kept = 0;
+		ts = PyThreadState_New(ci->interp);
+	}
+	if (ts == NULL) {
+		return -1;
+	}
+	PyEval_RestoreThread(ts);
+	return kept;
+}
+
+static void request_leave(cs_interp *ci, int kept) {
+	if (ci->is_main) {
+		PyEval_SaveThread();
+	} else if (kept) {
+		PyEval_SaveThread();
+		PyEval_RestoreThread(anchor_ts); // rebinds this thread's PyGILState slot
+		// The invariant the owner's deletion relies on (a cheap TLS read).
+		assert(PyGILState_GetThisThreadState() == anchor_ts);
+		PyEval_SaveThread();
+	} else {
+		PyThreadState_Clear(PyThreadState_Get());
+		PyThreadState_DeleteCurrent(); // unbinds it
+	}
+}
+
 // ---------------------------------------------------------------- interpreters
 
 char *caddysnake_interp_new(cs_interp **out) {
@@ -963,7 +1105,19 @@ char *caddysnake_interp_new(cs_interp **out) {
 		.gil = PyInterpreterConfig_OWN_GIL,
 	};
 	PyThreadState *sub = NULL;
-	PyStatus status = Py_NewInterpreterFromConfig(&sub, &config);
+	PyStatus status = PyStatus_Ok();
+	if (anchor_interp == NULL) {
+		// See request_enter. Its creation state stays, detached, for good.
+		status = Py_NewInterpreterFromConfig(&sub, &config);
+		if (!PyStatus_Exception(status)) {
+			anchor_interp = PyThreadState_GetInterpreter(sub);
+			PyEval_SaveThread();
+			PyEval_RestoreThread(tmp);
+		}
+	}
+	if (!PyStatus_Exception(status)) {
+		status = Py_NewInterpreterFromConfig(&sub, &config);
+	}
 	if (PyStatus_Exception(status)) {
 		// On failure tmp is current again, with the main GIL.
 		PyThreadState_Clear(tmp);
@@ -982,6 +1136,13 @@ char *caddysnake_interp_new(cs_interp **out) {
 		return strdup("out of memory");
 	}
 	ci->interp = PyThreadState_GetInterpreter(sub);
+	pthread_mutex_init(&ci->states_mu, NULL);
+	pthread_mutex_lock(&live_mu);
+	ci->id = next_id++;
+	if (nlive < sizeof live_ids / sizeof live_ids[0]) {
+		live_ids[nlive++] = ci->id; // else its kept states just look stale
+	}
+	pthread_mutex_unlock(&live_mu);
 	char *err = run_bootstrap(ci);
 	ci->ts = PyEval_SaveThread();
 	PyEval_RestoreThread(tmp);
@@ -1003,11 +1164,27 @@ void caddysnake_interp_end(cs_interp *ci) {
 	if (ci->is_main) {
 		return; // the main interpreter lives as long as the process
 	}
+	pthread_mutex_lock(&live_mu);
+	for (size_t i = 0; i < nlive; i++) {
+		if (live_ids[i] == ci->id) {
+			live_ids[i] = live_ids[--nlive];
+			break;
+		}
+	}
+	pthread_mutex_unlock(&live_mu);
 	pthread_mutex_lock(&interp_list_mu); // before the GIL: see caddysnake_interp_new
 	PyEval_RestoreThread(ci->ts);
 	drop_functions(ci);
+	// No request runs any more, and none of these is bound to a thread's
+	// PyGILState slot (request_leave), so they can go from here.
+	for (size_t i = 0; i < ci->nstates; i++) {
+		PyThreadState_Clear(ci->states[i]);
+		PyThreadState_Delete(ci->states[i]);
+	}
 	Py_EndInterpreter(ci->ts); // leaves no current thread state
 	pthread_mutex_unlock(&interp_list_mu);
+	free(ci->states);
+	pthread_mutex_destroy(&ci->states_mu);
 	free(ci);
 }
 
@@ -1058,51 +1235,12 @@ void caddysnake_thread_free(PyThreadState *ts) {
 	PyThreadState_DeleteCurrent();
 }
 
-// This OS thread's thread state in the main interpreter, made by its first
-// request and kept for the thread's life: Go reuses its threads (they exit
-// only when a goroutine locked to one ends, and request goroutines are never
-// locked), so the states stay bounded by the threads that ever ran Python,
-// and threading.local and PyGILState_Ensure see one state per thread as on
-// any threaded server. CPython never finalizes, so none is ever freed.
-static _Thread_local PyThreadState *main_request_ts;
-
-// Attaches the calling (Go) thread to ci for one request. A sub-interpreter
-// gets a thread state per request, deleted on this same thread by
-// request_leave: one kept per thread could not be deleted when the
-// interpreter ends, since Py_EndInterpreter must be the last state and
-// deleting a state from another thread leaves this thread's PyGILState
-// pointer dangling (CPython's bind_gilstate_tstate would later write
-// through it).
-static PyThreadState *request_enter(cs_interp *ci) {
-	PyThreadState *ts;
-	if (ci->is_main) {
-		if (main_request_ts == NULL) {
-			main_request_ts = PyThreadState_New(ci->interp);
-		}
-		ts = main_request_ts;
-	} else {
-		ts = PyThreadState_New(ci->interp);
-	}
-	if (ts != NULL) {
-		PyEval_RestoreThread(ts);
-	}
-	return ts;
-}
-
-static void request_leave(cs_interp *ci) {
-	if (ci->is_main) {
-		PyEval_SaveThread();
-		return;
-	}
-	PyThreadState_Clear(PyThreadState_Get());
-	PyThreadState_DeleteCurrent();
-}
-
 // ---------------------------------------------------------------- requests
 
 int caddysnake_wsgi_call(cs_interp *ci, PyObject *app, uintptr_t handle, const char *buf,
                          const int32_t *ends, int n) {
-	if (request_enter(ci) == NULL) {
+	int kept = request_enter(ci);
+	if (kept < 0) {
 		const char msg[] = "python: out of memory for a thread state";
 		go_log(handle, 3, (char *)msg, sizeof msg - 1);
 		return -1;
@@ -1150,7 +1288,7 @@ done:
 	Py_XDECREF(res);
 	Py_XDECREF(h);
 	Py_XDECREF(req);
-	request_leave(ci);
+	request_leave(ci, kept);
 	return rc;
 }
 

@@ -78,8 +78,8 @@ type Handler struct {
 	Venv string `json:"venv,omitempty"`
 
 	// How many requests of the app run Python at once (per interpreter).
-	// Each runs on the OS thread of the Go goroutine serving it; in the main
-	// interpreter a thread keeps one Python thread state for its life, so
+	// Each runs on the OS thread of the Go goroutine serving it, and a
+	// thread keeps one Python thread state per interpreter, so
 	// threading.local works. With the GIL, more than one overlaps waiting
 	// (I/O, sleeps) rather than computing. Default: 16.
 	Threads int `json:"threads,omitempty"`

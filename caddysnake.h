@@ -5,10 +5,10 @@
 // runs every configuration-time call of the main interpreter (importing
 // apps, dropping them); each sub-interpreter has an owner thread of its own
 // for the same calls. A WSGI request runs on the OS thread of the Go
-// goroutine serving it: in the main interpreter with a PyThreadState kept per
-// OS thread for its life (threading.local survives between requests, as on
-// mod_wsgi), in a sub-interpreter with one made for the request. An ASGI app
-// runs on its event loop's own thread.
+// goroutine serving it, with a PyThreadState that OS thread keeps per
+// interpreter (threading.local survives between requests, as on mod_wsgi;
+// see request_enter in caddysnake.c). An ASGI app runs on its event loop's
+// own thread.
 //
 // GIL contract: every function below is called from Go WITHOUT the GIL and
 // returns without it. The Python-facing functions of the _caddysnake module

@@ -1237,8 +1237,91 @@ void caddysnake_thread_free(PyThreadState *ts) {
 
 // ---------------------------------------------------------------- requests
 
+cs_out *caddysnake_out_new(size_t cap, int ends_cap) {
+	cs_out *out = calloc(1, sizeof *out);
+	if (out == NULL) {
+		return NULL;
+	}
+	out->buf = malloc(cap);
+	out->ends = malloc(sizeof(int32_t) * (size_t)ends_cap);
+	if (out->buf == NULL || out->ends == NULL) {
+		caddysnake_out_free(out);
+		return NULL;
+	}
+	out->cap = cap;
+	out->ends_cap = ends_cap;
+	return out;
+}
+
+void caddysnake_out_free(cs_out *out) {
+	if (out != NULL) {
+		free(out->buf);
+		free(out->ends);
+		free(out);
+	}
+}
+
+// Sends the (OK, status, headers, body) that caddysnake.wsgi.serve handed
+// back: copied into out if it fits, else through go_write. Returns serve's
+// result code, or -1 with a Python exception set.
+static int send_whole(uintptr_t handle, PyObject *res, cs_out *out) {
+	if (PyTuple_GET_SIZE(res) != 4) {
+		PyErr_SetString(PyExc_TypeError, "serve returned a tuple that is not (code, status, headers, body)");
+		return -1;
+	}
+	int status = (int)PyLong_AsLong(PyTuple_GET_ITEM(res, 1));
+	if (status == -1 && PyErr_Occurred()) {
+		return -1;
+	}
+	Py_buffer view;
+	if (PyObject_GetBuffer(PyTuple_GET_ITEM(res, 3), &view, PyBUF_SIMPLE) < 0) {
+		return -1;
+	}
+	cs_str stack[2 * STACK_HEADERS], *pairs;
+	PyObject *keep;
+	size_t npairs;
+	if (flatten_headers(PyTuple_GET_ITEM(res, 2), &keep, stack, &pairs, &npairs) < 0) {
+		PyBuffer_Release(&view);
+		return -1;
+	}
+	size_t need = (size_t)view.len;
+	for (size_t i = 0; i < 2 * npairs; i++) {
+		need += pairs[i].len;
+	}
+	int rc = 0;
+	if (need <= out->cap && 2 * npairs + 1 <= (size_t)out->ends_cap) {
+		size_t at = 0;
+		int k = 0;
+		for (size_t i = 0; i < 2 * npairs; i++) {
+			memcpy(out->buf + at, pairs[i].data, pairs[i].len);
+			at += pairs[i].len;
+			out->ends[k++] = (int32_t)at;
+		}
+		memcpy(out->buf + at, view.buf, (size_t)view.len);
+		at += (size_t)view.len;
+		out->ends[k++] = (int32_t)at;
+		out->n = k;
+		out->status = status;
+	} else {
+		int64_t w;
+		Py_BEGIN_ALLOW_THREADS
+		w = go_write(handle, status, pairs, npairs, (char *)view.buf, (size_t)view.len, 0);
+		Py_END_ALLOW_THREADS
+		if (w == GO_INVALID) {
+			raise_go_error(PyExc_ValueError, handle, "invalid response");
+			rc = -1;
+		} else if (w < 0) {
+			rc = 3; // the client is gone: wsgi.go's wsgiClientGone
+		}
+	}
+	free_headers(keep, stack, pairs);
+	PyBuffer_Release(&view);
+	return rc;
+}
+
 int caddysnake_wsgi_call(cs_interp *ci, PyObject *app, uintptr_t handle, const char *buf,
-                         const int32_t *ends, int n) {
+                         const int32_t *ends, int n, cs_out *out) {
+	out->n = 0;
 	int kept = request_enter(ci);
 	if (kept < 0) {
 		const char msg[] = "python: out of memory for a thread state";
@@ -1269,7 +1352,11 @@ int caddysnake_wsgi_call(cs_interp *ci, PyObject *app, uintptr_t handle, const c
 	if (res == NULL) {
 		goto fail;
 	}
-	rc = (int)PyLong_AsLong(res);
+	if (PyTuple_Check(res)) {
+		rc = send_whole(handle, res, out);
+	} else {
+		rc = (int)PyLong_AsLong(res);
+	}
 	if (rc == -1 && PyErr_Occurred()) {
 		goto fail;
 	}

@@ -28,6 +28,22 @@ typedef struct {
 	size_t len;
 } cs_str;
 
+// A reusable C buffer a WSGI response is copied into (caddysnake_wsgi_call):
+// strings back to back in buf, ends[i] the end offset of string i.
+typedef struct {
+	char *buf;
+	size_t cap;
+	int32_t *ends;
+	int ends_cap;
+	int n;      // out: how many strings; 0: nothing copied
+	int status; // out
+} cs_out;
+
+// Allocates one with room for cap bytes and ends_cap strings; NULL if out
+// of memory. Freed with caddysnake_out_free.
+cs_out *caddysnake_out_new(size_t cap, int ends_cap);
+void caddysnake_out_free(cs_out *out);
+
 // One CPython interpreter (caddysnake.c): the main interpreter, or a
 // sub-interpreter with its own GIL (PEP 684, CPython 3.12+). Each has an
 // owner OS thread that runs its configuration-time calls (create, load,
@@ -94,8 +110,14 @@ void caddysnake_thread_free(PyThreadState *ts);
 // request in the go_* callbacks. Returns caddysnake.wsgi.serve's result code
 // (wsgi.go), or -1 if the call itself failed (the error is logged through
 // go_log).
+//
+// A response the app produced whole (a list body, nothing sent before) is
+// copied into out when it fits, for Go to send after the call: one call back
+// into Go and two GIL hand-overs fewer per request. out->n is then the number
+// of strings in it (header name, value pairs, then the body) and out->status
+// the status code; else out->n is 0 and the response went out through go_write.
 int caddysnake_wsgi_call(cs_interp *ci, PyObject *app, uintptr_t handle, const char *buf,
-                         const int32_t *ends, int n);
+                         const int32_t *ends, int n, cs_out *out);
 
 // ---------------------------------------------------------------- ASGI
 

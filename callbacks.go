@@ -1,7 +1,7 @@
 package caddysnake
 
-// The go_* functions below are called from C (caddysnake.c) on a pool
-// thread, with the GIL released, while a request is in flight. They carry
+// The go_* functions below are called from C (caddysnake.c) on the
+// request's own thread, with the GIL released, while a request is in flight. They carry
 // the request as a handle (threads.go), never a Go pointer.
 
 // #include "caddysnake.h"
@@ -127,6 +127,14 @@ func go_sendfile(h C.uintptr_t, status C.int, hdrs *C.cs_str, nhdrs C.size_t, fd
 }
 
 func (req *wsgiRequest) sendHeaders(status int, hdrs *C.cs_str, nhdrs C.size_t) C.int {
+	pairs := unsafe.Slice(hdrs, 2*int(nhdrs))
+	return req.writeHeader(status, int(nhdrs), func(i int) (string, string) {
+		return C.GoStringN(pairs[2*i].data, C.int(pairs[2*i].len)), C.GoStringN(pairs[2*i+1].data, C.int(pairs[2*i+1].len))
+	})
+}
+
+// writeHeader sends the status and the n header pairs pair returns.
+func (req *wsgiRequest) writeHeader(status, n int, pair func(i int) (name, value string)) C.int {
 	if req.headersSent {
 		req.lastErr = "headers were already sent"
 		return goInvalid
@@ -138,9 +146,8 @@ func (req *wsgiRequest) sendHeaders(status int, hdrs *C.cs_str, nhdrs C.size_t) 
 		return goInvalid
 	}
 	header := req.w.Header()
-	pairs := unsafe.Slice(hdrs, 2*int(nhdrs))
-	for i := 0; i < len(pairs); i += 2 {
-		header.Add(C.GoStringN(pairs[i].data, C.int(pairs[i].len)), C.GoStringN(pairs[i+1].data, C.int(pairs[i+1].len)))
+	for i := 0; i < n; i++ {
+		header.Add(pair(i))
 	}
 	req.w.WriteHeader(status)
 	req.headersSent = true

@@ -1,5 +1,8 @@
 package caddysnake
 
+// #include "caddysnake.h"
+import "C"
+
 import (
 	"errors"
 	"sync"
@@ -108,8 +111,16 @@ type worker struct {
 	slot uint32
 	seq  atomic.Uint32 // bumped per request
 	cur  atomic.Pointer[wsgiRequest]
-	strs cStrings // the request laid out for C, reused (wsgi.go)
+	strs cStrings  // the request laid out for C, reused (wsgi.go)
+	out  *C.cs_out // a whole response copied out by C, reused (wsgi.go)
 }
+
+// Room in a worker's cs_out: a response larger than this, or with more
+// headers, is written through go_write instead.
+const (
+	wholeResponseBytes   = 32 << 10
+	wholeResponseStrings = 2*63 + 1
+)
 
 const slotBits = 24
 
@@ -126,7 +137,10 @@ var workers struct {
 }
 
 func newWorker() *worker {
-	w := &worker{}
+	w := &worker{out: C.caddysnake_out_new(wholeResponseBytes, wholeResponseStrings)}
+	if w.out == nil {
+		panic("python: out of memory for a response buffer")
+	}
 	workers.mu.Lock()
 	defer workers.mu.Unlock()
 	old := workers.table.Load()
@@ -148,6 +162,8 @@ func newWorker() *worker {
 }
 
 func (w *worker) unregister() {
+	C.caddysnake_out_free(w.out)
+	w.out = nil
 	workers.mu.Lock()
 	defer workers.mu.Unlock()
 	table := *workers.table.Load()

@@ -123,9 +123,37 @@ func (req *wsgiRequest) run(w *worker) int {
 	w.cur.Store(req)
 	n := w.marshal(req.r)
 	rc := C.caddysnake_wsgi_call(req.app.interp.ci, req.app.obj, C.uintptr_t(w.handle()),
-		(*C.char)(unsafe.Pointer(&w.strs.buf[0])), (*C.int32_t)(unsafe.Pointer(&w.strs.ends[0])), C.int(n))
+		(*C.char)(unsafe.Pointer(&w.strs.buf[0])), (*C.int32_t)(unsafe.Pointer(&w.strs.ends[0])), C.int(n), w.out)
+	if w.out.n > 0 {
+		req.sendWhole(w.out)
+	}
 	w.cur.Store(nil)
 	return int(rc)
+}
+
+// sendWhole sends a response the app produced whole, which
+// caddysnake_wsgi_call copied into out (header name, value pairs, then the
+// body), now that Python is done with the request.
+func (req *wsgiRequest) sendWhole(out *C.cs_out) {
+	n := int(out.n)
+	ends := unsafe.Slice((*int32)(unsafe.Pointer(out.ends)), n)
+	buf := unsafe.Slice((*byte)(unsafe.Pointer(out.buf)), int(ends[n-1]))
+	str := func(i int) []byte {
+		start := int32(0)
+		if i > 0 {
+			start = ends[i-1]
+		}
+		return buf[start:ends[i]]
+	}
+	if req.writeHeader(int(out.status), (n-1)/2, func(i int) (string, string) {
+		return string(str(2 * i)), string(str(2*i + 1))
+	}) != 0 {
+		// Python checked the status already; this would be a bridge bug.
+		req.app.logger.Error("python: invalid whole response", zap.String("error", req.lastErr))
+		return
+	}
+	// A write error means the client is gone: nothing left to tell anyone.
+	_, _ = req.w.Write(str(n - 1))
 }
 
 // marshal lays out the request for caddysnake_wsgi_call as back-to-back

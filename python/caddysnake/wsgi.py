@@ -363,6 +363,9 @@ def _check_status(status):
         raise WSGIAppError(f"status {status!r} contains a line break")
     if code[0] == "0":
         raise WSGIAppError(f"status {status!r} is not a valid HTTP status code")
+    if code[0] == "1":
+        # WSGI has no interim responses; Go would take 1xx as one.
+        raise WSGIAppError(f"status {status!r}: a WSGI response status must be 200-999")
     return int(code)
 
 
@@ -408,7 +411,7 @@ class _Response:
 
     __slots__ = (
         "handle", "head", "status", "code", "headers", "remaining",
-        "sent", "disconnected", "finished",
+        "sent", "disconnected", "finished", "whole",
     )
 
     def __init__(self, handle, head):
@@ -421,6 +424,9 @@ class _Response:
         self.sent = False  # headers sent
         self.disconnected = False
         self.finished = False
+        # (status code, headers, body) of a response known whole before
+        # anything was sent, for serve to hand back (see finish).
+        self.whole = None
 
     # PEP 3333, "The start_response() Callable".
     def start_response(self, status, response_headers, exc_info=None):
@@ -455,6 +461,12 @@ class _Response:
         self._send(data, True)
 
     def _send(self, data, flush):
+        if self.whole is not None:
+            # Something writes after finish (from close()): the whole
+            # response goes first.
+            code, headers, body = self.whole
+            self.whole = None
+            _native.write(self.handle, code, headers, body, False)
         if self.finished:
             raise WSGIAppError("write() called after the request finished")
         if self.disconnected:
@@ -496,6 +508,16 @@ class _Response:
                 raise _NoStartResponse()
             if self.remaining is None:
                 self._set_content_length(sum(map(len, result)))
+            if not self.sent:
+                # Nothing sent yet and the body is all here: serve returns
+                # the whole response instead of writing it, and Go sends it
+                # after the call, which saves a call back into Go and two
+                # GIL hand-overs per request.
+                body = b"" if self.head else b"".join(result)[: self.remaining]
+                self.remaining -= len(body)
+                self.whole = (self.code, self.headers, body)
+                self.sent = True
+                return
         else:
             # A generator or other iterable: stream each chunk as produced.
             flush = True
@@ -589,7 +611,8 @@ def _failed(resp, handle, exc, what):
 
 def serve(app, req, handle):
     """Runs one request; returns OK, APP_ERROR, APP_ERROR_AFTER_HEADERS or
-    CLIENT_GONE. Never raises: apps' SystemExit and KeyboardInterrupt are
+    CLIENT_GONE, or (OK, status code, headers, body) for a response that is
+    still to be sent whole. Never raises: apps' SystemExit and KeyboardInterrupt are
     caught too, since they must not unwind into the C caller."""
     code = OK
     resp = None
@@ -631,4 +654,6 @@ def serve(app, req, handle):
         except BaseException:
             pass
         errors._finished = True
+    if code == OK and resp.whole is not None:
+        return (OK, *resp.whole)
     return code

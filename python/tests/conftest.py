@@ -161,6 +161,11 @@ def run(native):
     def _run(app, body=b"", handle=1, piece=None, fail_at=None, **kw):
         native.set_body(handle, body, piece=piece, fail_at=fail_at)
         code = wsgi.serve(app, make_req(**kw), handle)
+        if type(code) is tuple:
+            # A whole response handed back: the C side writes it (one
+            # write with headers, not flushed) or copies it out to Go.
+            code, status, headers, body = code
+            native.write(handle, status, headers, body, False)
         return code, native.response(handle)
 
     return _run

@@ -44,8 +44,43 @@ def test_hello_list_sets_content_length(run, native):
     assert r.status == 200
     assert r.header("Content-Length") == "11"
     assert r.body == b"hello world"
-    assert [c.flush for c in r.calls] == [False, False]
-    assert r.calls[0].data == b"hello "  # headers go with the first chunk
+    # Known whole before anything was sent: one unflushed write, headers
+    # and all chunks together.
+    assert [(c.data, c.flush) for c in r.calls] == [(b"hello world", False)]
+
+
+def test_whole_response_is_returned_not_written(native):
+    from conftest import make_req
+
+    res = wsgi.serve(simple(body=[b"hello ", b"world"]), make_req(), 1)
+    assert res == (0, 200, [("Content-Type", "text/plain"), ("Content-Length", "11")], b"hello world")
+    assert native.calls == []
+    # A HEAD request: the same headers, no body bytes.
+    res = wsgi.serve(simple(body=[b"hello"]), make_req(method="HEAD"), 2)
+    assert res[0] == 0 and res[3] == b"" and ("Content-Length", "5") in res[2]
+    # A declared Content-Length caps the body, as it does for writes.
+    res = wsgi.serve(simple(headers=[("Content-Length", "3")], body=[b"hello"]), make_req(), 3)
+    assert res[3] == b"hel"
+
+
+def test_whole_response_goes_first_when_close_writes(native):
+    from conftest import make_req
+
+    class Body(list):
+        def close(self):
+            self.write(b"late")
+
+    def app(environ, start_response):
+        body = Body([b"hello"])
+        body.write = start_response("200 OK", list(TEXT))
+        return body
+
+    # A write from close() comes after the body it follows, so the whole
+    # response is written out first instead of being handed back (and the
+    # late bytes are cut by the Content-Length the list body set).
+    code = wsgi.serve(app, make_req(), 1)
+    assert code == 0
+    assert [(c.data, c.headers is not None) for c in native.calls] == [(b"hello", True)]
 
 
 def test_tuple_and_existing_content_length_kept(run):
@@ -336,7 +371,12 @@ def test_close_raising_counts_as_app_error(run, native):
 
 def test_disconnect_on_first_write(run, native):
     native.disconnect_after = 0
-    code, r = run(simple())
+
+    def app(environ, start_response):
+        start_response("200 OK", list(TEXT))
+        yield b"hello"
+
+    code, r = run(app)
     assert code == 3
     assert r.calls == []
 
@@ -501,3 +541,9 @@ def test_file_wrapper_sendfile_disconnect(run, native, tmp_path):
     code, _ = run(app)
     assert code == 3
     assert files[0].closed
+
+
+def test_interim_status_is_refused(run, native):
+    code, r = run(simple(status="103 Early Hints"))
+    assert code == 1 and r.calls == []
+    assert "must be 200-999" in native.errors()[0]

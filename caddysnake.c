@@ -2,6 +2,7 @@
 // uses to reach Go, and the per-request entry point. Contracts are in
 // caddysnake.h; the Go side of every go_* callback is in callbacks.go.
 #include "caddysnake.h"
+#include "environ.h"
 
 #include <assert.h>
 #include <pthread.h>
@@ -23,6 +24,7 @@ struct cs_interp {
 	PyObject *describe_err; // message for an exception (traceback or ConfigError text)
 	PyObject *run_asgi;     // caddysnake.asgi.run_loop
 	PyObject *gil_status;   // caddysnake.loader.gil_status
+	cs_environ_parts env;   // for cs_build_environ
 	// Sub-interpreters: a unique id (never reused, unlike the address), and
 	// the thread states request threads keep for it (see request_enter),
 	// freed when it ends.
@@ -702,6 +704,55 @@ static PyObject *cs_ws_receive(PyObject *mod, PyObject *const *args, Py_ssize_t 
 
 // The number of live interpreters in the process (main included), for
 // tests and diagnostics: sub-interpreters must not outlive their app.
+// build_environ(req, handle) -> environ: the C builder run on a request
+// tuple in the form caddysnake.wsgi.build_environ takes, so that tests can
+// compare it with that reference inside a real interpreter.
+static PyObject *cs_build_environ_py(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
+	if (nargs != 2 || !PyTuple_Check(args[0])) {
+		PyErr_SetString(PyExc_TypeError, "build_environ(req: tuple of str, handle: int)");
+		return NULL;
+	}
+	size_t h = PyLong_AsSize_t(args[1]);
+	if (h == (size_t)-1 && PyErr_Occurred()) {
+		return NULL;
+	}
+	PyObject *req = args[0], *env = NULL, *wsgi_module = NULL;
+	Py_ssize_t n = PyTuple_GET_SIZE(req);
+	size_t total = 0;
+	for (Py_ssize_t i = 0; i < n; i++) {
+		cs_str v;
+		if (latin1_view(PyTuple_GET_ITEM(req, i), &v) < 0) {
+			return NULL;
+		}
+		total += v.len;
+	}
+	char *buf = PyMem_Malloc(total + 1);
+	int32_t *ends = PyMem_Malloc(sizeof(int32_t) * (size_t)(n + 1));
+	if (buf == NULL || ends == NULL) {
+		PyErr_NoMemory();
+		goto done;
+	}
+	size_t at = 0;
+	for (Py_ssize_t i = 0; i < n; i++) {
+		cs_str v;
+		latin1_view(PyTuple_GET_ITEM(req, i), &v); // checked above
+		memcpy(buf + at, v.data, v.len);
+		at += v.len;
+		ends[i] = (int32_t)at;
+	}
+	cs_environ_parts parts;
+	wsgi_module = PyImport_ImportModule("caddysnake.wsgi");
+	if (wsgi_module != NULL && cs_environ_parts_init(&parts, wsgi_module) == 0) {
+		env = cs_build_environ(&parts, (uintptr_t)h, buf, ends, (int)n);
+		cs_environ_parts_clear(&parts);
+	}
+done:
+	Py_XDECREF(wsgi_module);
+	PyMem_Free(buf);
+	PyMem_Free(ends);
+	return env;
+}
+
 static PyObject *cs_interpreter_count(PyObject *mod, PyObject *unused) {
 	long n = 0;
 	Py_BEGIN_ALLOW_THREADS
@@ -739,6 +790,7 @@ static PyMethodDef module_methods[] = {
 	{"sendfile", (PyCFunction)(void (*)(void))cs_sendfile, METH_FASTCALL,
 	 "sendfile(handle, status, headers, fd, offset, count) -> int"},
 	{"log", (PyCFunction)(void (*)(void))cs_log, METH_FASTCALL, "log(handle, level, message)"},
+	FASTCALL("build_environ", cs_build_environ_py, "build_environ(req, handle) -> environ, by the C builder"),
 	{"interpreter_count", cs_interpreter_count, METH_NOARGS,
 	 "interpreter_count() -> live interpreters in this process"},
 	{NULL, NULL, 0, NULL},
@@ -883,6 +935,14 @@ static char *run_bootstrap(cs_interp *ci) {
 	    (ci->gil_status = take_global(ns, "gil_status")) == NULL) {
 		goto fail;
 	}
+	PyObject *wsgi_module = PyDict_GetItemString(ns, "wsgi"); // borrowed
+	if (wsgi_module == NULL) {
+		PyErr_SetString(PyExc_RuntimeError, "bootstrap did not import wsgi");
+		goto fail;
+	}
+	if (cs_environ_parts_init(&ci->env, wsgi_module) < 0) {
+		goto fail;
+	}
 	goto done;
 fail:
 	err = take_error(ci);
@@ -901,6 +961,7 @@ static void drop_functions(cs_interp *ci) {
 	Py_CLEAR(ci->describe_err);
 	Py_CLEAR(ci->run_asgi);
 	Py_CLEAR(ci->gil_status);
+	cs_environ_parts_clear(&ci->env);
 }
 
 char *caddysnake_init(const char *bootstrap, const char *files, size_t files_len,
@@ -1330,18 +1391,9 @@ int caddysnake_wsgi_call(cs_interp *ci, PyObject *app, uintptr_t handle, const c
 	}
 	int rc = -1;
 	PyObject *h = NULL, *res = NULL;
-	PyObject *req = PyTuple_New(n);
+	PyObject *req = cs_build_environ(&ci->env, handle, buf, ends, n);
 	if (req == NULL) {
 		goto fail;
-	}
-	int32_t start = 0;
-	for (int i = 0; i < n; i++) {
-		PyObject *s = PyUnicode_DecodeLatin1(buf + start, ends[i] - start, NULL);
-		if (s == NULL) {
-			goto fail;
-		}
-		PyTuple_SET_ITEM(req, i, s); // steals s
-		start = ends[i];
 	}
 	h = PyLong_FromSize_t(handle);
 	if (h == NULL) {

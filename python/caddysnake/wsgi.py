@@ -619,7 +619,9 @@ def serve(app, req, handle):
     result = None
     streams = None
     try:
-        environ = build_environ(req, handle)
+        # The C side builds the environ itself (environ.c); the tuple form
+        # is the pure-Python reference, for tests and tools.
+        environ = req if type(req) is dict else build_environ(req, handle)
         # Kept aside: middleware may replace the environ entries.
         streams = (environ["wsgi.input"], environ["wsgi.errors"])
         resp = _Response(handle, environ["REQUEST_METHOD"] == "HEAD")

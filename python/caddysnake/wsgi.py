@@ -353,7 +353,22 @@ def build_environ(req, handle):
 # ---------------------------------------------------------------- response
 
 
+_VALID_STATUS = {}  # status lines that passed, and their codes (bounded as below)
+
+
 def _check_status(status):
+    code = _VALID_STATUS.get(status) if type(status) is str else None
+    if code is not None:
+        return code
+    code = _parse_status(status)
+    if type(status) is str:
+        if len(_VALID_STATUS) >= 256:
+            _VALID_STATUS.clear()
+        _VALID_STATUS[status] = code
+    return code
+
+
+def _parse_status(status):
     if not isinstance(status, str):
         raise TypeError(f"status must be a str like '200 OK', not {type(status).__name__}")
     code = status[:3]
@@ -369,36 +384,62 @@ def _check_status(status):
     return int(code)
 
 
+# Headers that passed _check_header, with their Content-Length (or None):
+# apps send the same few headers again and again, so most responses skip the
+# checks. Keyed by value, so it is exact; bounded by clearing when full.
+_VALID_HEADERS = {}
+_VALID_HEADERS_MAX = 1024
+
+
 def _check_headers(headers):
     """Validates response headers; returns the Content-Length if set, else None."""
     if type(headers) is not list:
         raise TypeError(f"response_headers must be a list of (name, value) tuples, not {type(headers).__name__}")
     content_length = None
+    valid = _VALID_HEADERS
     for item in headers:
-        if type(item) is not tuple or len(item) != 2:
-            raise TypeError(f"response header {item!r} is not a (name, value) tuple")
-        name, value = item
-        if not isinstance(name, str) or not isinstance(value, str):
-            raise TypeError(f"response header {item!r}: name and value must be str")
-        lname = name.lower()
-        if lname in HOP_BY_HOP:
-            raise WSGIAppError(f"response header {name!r} is hop-by-hop: the server handles it, apps must not set it (PEP 3333)")
-        if "\r" in name or "\n" in name or "\r" in value or "\n" in value:
-            raise WSGIAppError(f"response header {name!r} contains a line break")
-        if not name:
-            raise WSGIAppError("response header with an empty name")
-        # PEP 3333, "Unicode Issues": header strings must be latin-1.
-        for s in (name, value):
-            if not s.isascii():
-                try:
-                    s.encode("latin-1")
-                except UnicodeEncodeError:
-                    raise WSGIAppError(f"response header {name!r}: {s!r} is not latin-1 encodable") from None
-        if lname == "content-length":
-            v = value.strip()
-            if not (v.isascii() and v.isdigit()):
-                raise WSGIAppError(f"response header Content-Length: {value!r} is not a number")
-            content_length = int(v)
+        if type(item) is tuple:
+            try:
+                n = valid[item]
+            except (KeyError, TypeError):  # TypeError: unhashable parts
+                n = _check_header(item)
+        else:
+            n = _check_header(item)
+        if n is not None:
+            content_length = n
+    return content_length
+
+
+def _check_header(item):
+    if type(item) is not tuple or len(item) != 2:
+        raise TypeError(f"response header {item!r} is not a (name, value) tuple")
+    name, value = item
+    if not isinstance(name, str) or not isinstance(value, str):
+        raise TypeError(f"response header {item!r}: name and value must be str")
+    lname = name.lower()
+    if lname in HOP_BY_HOP:
+        raise WSGIAppError(f"response header {name!r} is hop-by-hop: the server handles it, apps must not set it (PEP 3333)")
+    if "\r" in name or "\n" in name or "\r" in value or "\n" in value:
+        raise WSGIAppError(f"response header {name!r} contains a line break")
+    if not name:
+        raise WSGIAppError("response header with an empty name")
+    # PEP 3333, "Unicode Issues": header strings must be latin-1.
+    for s in (name, value):
+        if not s.isascii():
+            try:
+                s.encode("latin-1")
+            except UnicodeEncodeError:
+                raise WSGIAppError(f"response header {name!r}: {s!r} is not latin-1 encodable") from None
+    content_length = None
+    if lname == "content-length":
+        v = value.strip()
+        if not (v.isascii() and v.isdigit()):
+            raise WSGIAppError(f"response header Content-Length: {value!r} is not a number")
+        content_length = int(v)
+    if type(name) is str and type(value) is str:  # subclasses may compare oddly
+        if len(_VALID_HEADERS) >= _VALID_HEADERS_MAX:
+            _VALID_HEADERS.clear()
+        _VALID_HEADERS[item] = content_length
     return content_length
 
 
@@ -495,6 +536,20 @@ class _Response:
 
     def finish(self, result):
         """Sends the response iterable (PEP 3333, "Buffering and Streaming")."""
+        if type(result) is list and len(result) == 1 and type(result[0]) is bytes and self.status is not None and not self.sent:
+            # The most common body of all, one bytes in a list: what the
+            # general case below does, in fewer steps.
+            body = result[0]
+            if self.remaining is None:
+                self._set_content_length(len(body))
+            if self.head:
+                body = b""
+            elif len(body) > self.remaining:
+                body = body[: self.remaining]
+            self.remaining -= len(body)
+            self.whole = (self.code, self.headers, body)
+            self.sent = True
+            return
         if isinstance(result, FileWrapper) and self._sendfile(result):
             return
         if isinstance(result, (list, tuple)):
@@ -651,10 +706,11 @@ def serve(app, req, handle):
         # make late uses of the streams harmless.
         stream, errors = streams
         stream._finished = True
-        try:
-            errors.flush()
-        except BaseException:
-            pass
+        if errors._pending:
+            try:
+                errors.flush()
+            except BaseException:
+                pass
         errors._finished = True
     if code == OK and resp.whole is not None:
         return (OK, *resp.whole)

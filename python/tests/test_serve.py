@@ -547,3 +547,37 @@ def test_interim_status_is_refused(run, native):
     code, r = run(simple(status="103 Early Hints"))
     assert code == 1 and r.calls == []
     assert "must be 200-999" in native.errors()[0]
+
+
+def test_header_and_status_caches_stay_exact(run, native):
+    # A header or status that passed once is remembered; one that failed
+    # never is, and fails again every time.
+    ok = simple(headers=[("X-Same", "v")])
+    for i in range(3):
+        assert run(ok, handle=100 + i)[0] == 0
+    assert ("X-Same", "v") in wsgi._VALID_HEADERS and "200 OK" in wsgi._VALID_STATUS
+    for i in range(2):
+        code, _ = run(simple(headers=[("Connection", "close")]), handle=110 + i)
+        assert code == 1
+        code, _ = run(simple(status="20 OK"), handle=120 + i)
+        assert code == 1
+    assert ("Connection", "close") not in wsgi._VALID_HEADERS and "20 OK" not in wsgi._VALID_STATUS
+
+    # A tuple subclass equal to a remembered header is still checked (and
+    # refused): only exact tuples take the remembered answer.
+    class Pair(tuple):
+        pass
+
+    code, _ = run(simple(headers=[Pair(("X-Same", "v"))]), handle=130)
+    assert code == 1
+
+    # The Content-Length of a remembered header still counts.
+    code, r = run(simple(headers=[("Content-Length", "2")], body=[b"hello"]), handle=103)
+    code, r = run(simple(headers=[("Content-Length", "2")], body=[b"hello"]), handle=104)
+    assert code == 0 and r.body == b"he"
+
+
+def test_header_cache_is_bounded(run):
+    for i in range(wsgi._VALID_HEADERS_MAX + 50):
+        assert run(simple(headers=[("X-Id", str(i))]), handle=i + 10)[0] == 0
+    assert len(wsgi._VALID_HEADERS) <= wsgi._VALID_HEADERS_MAX

@@ -8,6 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 CADDY=$(realpath "${1:-./caddy}")
 TARGET=${2:-bench_wsgi:hello}
+KIND=${KIND:-wsgi} # or asgi
 APPS=$(realpath bench/apps)
 TMP=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$TMP"' EXIT
@@ -29,8 +30,9 @@ CF
 site respond 18701 '	header Content-Type text/plain
 	respond "Hello, world!" 200'
 site module 18702 "	python {
-		module_wsgi $TARGET
+		module_$KIND $TARGET
 		working_dir $APPS
+		venv ${VENV:-$(realpath bench/.venv)}
 	}"
 
 profile() { # name port

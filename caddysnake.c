@@ -29,6 +29,7 @@ struct cs_interp {
 	// the thread states request threads keep for it (see request_enter),
 	// freed when it ends.
 	uint64_t id;
+	int keeps_states; // 0 past live_ids' room: requests then make states each
 	pthread_mutex_t states_mu;
 	PyThreadState **states;
 	size_t nstates, capstates;
@@ -702,8 +703,6 @@ static PyObject *cs_ws_receive(PyObject *mod, PyObject *const *args, Py_ssize_t 
 	return handle_int_call(mod, args, nargs, 1, "ws_receive(req)", go_ws_receive_adapter);
 }
 
-// The number of live interpreters in the process (main included), for
-// tests and diagnostics: sub-interpreters must not outlive their app.
 // build_environ(req, handle) -> environ: the C builder run on a request
 // tuple in the form caddysnake.wsgi.build_environ takes, so that tests can
 // compare it with that reference inside a real interpreter.
@@ -753,6 +752,8 @@ done:
 	return env;
 }
 
+// The number of live interpreters in the process (main included), for
+// tests and diagnostics: sub-interpreters must not outlive their app.
 static PyObject *cs_interpreter_count(PyObject *mod, PyObject *unused) {
 	long n = 0;
 	Py_BEGIN_ALLOW_THREADS
@@ -1013,11 +1014,14 @@ int caddysnake_free_threaded_build(void) {
 // ---------------------------------------------------------------- request thread states
 
 // This OS thread's thread state in the main interpreter, made by its first
-// request and kept for the thread's life: Go reuses its threads (they exit
-// only when a goroutine locked to one ends, and request goroutines are never
-// locked), so the states stay bounded by the threads that ever ran Python,
-// and threading.local and PyGILState_Ensure see one state per thread as on
-// any threaded server. CPython never finalizes, so none is ever freed.
+// request and kept for the thread's life: Go reuses its threads, so the
+// states stay bounded by the threads that ever ran Python, and
+// threading.local and PyGILState_Ensure see one state per thread as on any
+// threaded server. CPython never finalizes, so none is ever freed. A thread
+// exits only when a goroutine locked to it ends (request goroutines never
+// lock; interpreter owners and event loops do, and may land on a thread that
+// once served requests): its states are then left behind, a few KiB at most
+// once per such goroutine, that is per reload.
 static _Thread_local PyThreadState *main_request_ts;
 
 // Sub-interpreters end on reload, and Py_EndInterpreter wants every other
@@ -1029,9 +1033,12 @@ static _Thread_local PyThreadState *main_request_ts;
 // So a request thread ends every sub-interpreter request by activating its
 // state of the "anchor", an empty own-GIL interpreter that never runs code
 // and never ends: that moves the slot off the sub-interpreter's state, for
-// the price of an uncontended lock. A fresh thread state per request would
-// avoid this, but costs more: its frame stack is an mmap'd chunk mapped and
-// unmapped each time (hello world served at half the speed).
+// the price of a lock held for an instant (one anchor for all request
+// threads: under heavy load on many sub-interpreters it could become
+// contended; several anchors picked by thread would spread it). A fresh
+// thread state per request would avoid this, but costs more: its frame stack
+// is an mmap'd chunk mapped and unmapped each time (hello world served at
+// half the speed).
 static _Thread_local PyThreadState *anchor_ts;
 
 // The states this thread keeps, by interpreter id; an entry of an ended
@@ -1115,7 +1122,7 @@ static int request_enter(cs_interp *ci) {
 			main_request_ts = PyThreadState_New(ci->interp);
 		}
 		ts = main_request_ts;
-	} else if ((ts = kept_state(ci)) == NULL) {
+	} else if (!ci->keeps_states || (ts = kept_state(ci)) == NULL) {
 		kept = 0;
 		ts = PyThreadState_New(ci->interp);
 	}
@@ -1201,7 +1208,8 @@ char *caddysnake_interp_new(cs_interp **out) {
 	pthread_mutex_lock(&live_mu);
 	ci->id = next_id++;
 	if (nlive < sizeof live_ids / sizeof live_ids[0]) {
-		live_ids[nlive++] = ci->id; // else its kept states just look stale
+		live_ids[nlive++] = ci->id;
+		ci->keeps_states = 1;
 	}
 	pthread_mutex_unlock(&live_mu);
 	char *err = run_bootstrap(ci);

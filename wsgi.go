@@ -93,10 +93,10 @@ func (a *WSGIApp) Serve(w http.ResponseWriter, r *http.Request) error {
 			return caddyhttp.Error(499, err) // client closed request, nginx's code
 		}
 	}
+	defer a.pool.put(wk) // even on a panic: a lost slot would hold up close
 	req := requestPool.Get().(*wsgiRequest)
 	*req = wsgiRequest{app: a, w: w, r: r}
 	rc := req.run(wk)
-	a.pool.put(wk)
 	headersSent, bodyErr := req.headersSent, req.bodyErr
 	*req = wsgiRequest{}
 	requestPool.Put(req)
@@ -124,8 +124,8 @@ func (req *wsgiRequest) run(w *worker) int {
 	n := w.marshal(req.r)
 	rc := C.caddysnake_wsgi_call(req.app.interp.ci, req.app.obj, C.uintptr_t(w.handle()),
 		(*C.char)(unsafe.Pointer(&w.strs.buf[0])), (*C.int32_t)(unsafe.Pointer(&w.strs.ends[0])), C.int(n), w.out)
-	if w.out.n > 0 {
-		req.sendWhole(w.out)
+	if w.out.n > 0 && !req.sendWhole(w.out) {
+		rc = wsgiBridgeError
 	}
 	w.cur.Store(nil)
 	return int(rc)
@@ -134,7 +134,7 @@ func (req *wsgiRequest) run(w *worker) int {
 // sendWhole sends a response the app produced whole, which
 // caddysnake_wsgi_call copied into out (header name, value pairs, then the
 // body), now that Python is done with the request.
-func (req *wsgiRequest) sendWhole(out *C.cs_out) {
+func (req *wsgiRequest) sendWhole(out *C.cs_out) bool {
 	n := int(out.n)
 	ends := unsafe.Slice((*int32)(unsafe.Pointer(out.ends)), n)
 	buf := unsafe.Slice((*byte)(unsafe.Pointer(out.buf)), int(ends[n-1]))
@@ -150,10 +150,11 @@ func (req *wsgiRequest) sendWhole(out *C.cs_out) {
 	}) != 0 {
 		// Python checked the status already; this would be a bridge bug.
 		req.app.logger.Error("python: invalid whole response", zap.String("error", req.lastErr))
-		return
+		return false
 	}
 	// A write error means the client is gone: nothing left to tell anyone.
 	_, _ = req.w.Write(str(n - 1))
+	return true
 }
 
 // marshal lays out the request for caddysnake_wsgi_call as back-to-back

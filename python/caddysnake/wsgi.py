@@ -19,6 +19,10 @@ _native = bridge.native
 
 # serve() result codes, as understood by the C/Go caller.
 OK = 0
+# The largest body serve hands back whole for Go to send after the call (the
+# C side copies it into a buffer of wholeResponseBytes, threads.go); larger
+# list bodies are written chunk by chunk, without joining them first.
+WHOLE_MAX = 32 * 1024
 APP_ERROR = 1  # the app failed before headers were sent: answer 500 (or 400)
 APP_ERROR_AFTER_HEADERS = 2  # the response is half sent: abort the connection
 CLIENT_GONE = 3  # the client disconnected: nothing more to do
@@ -398,10 +402,10 @@ def _check_headers(headers):
     content_length = None
     valid = _VALID_HEADERS
     for item in headers:
-        if type(item) is tuple:
+        if type(item) is tuple and len(item) == 2 and type(item[0]) is str and type(item[1]) is str:
             try:
                 n = valid[item]
-            except (KeyError, TypeError):  # TypeError: unhashable parts
+            except KeyError:
                 n = _check_header(item)
         else:
             n = _check_header(item)
@@ -502,14 +506,18 @@ class _Response:
         self._send(data, True)
 
     def _send(self, data, flush):
+        if self.finished:
+            raise WSGIAppError("write() called after the request finished")
         if self.whole is not None:
             # Something writes after finish (from close()): the whole
             # response goes first.
             code, headers, body = self.whole
             self.whole = None
-            _native.write(self.handle, code, headers, body, False)
-        if self.finished:
-            raise WSGIAppError("write() called after the request finished")
+            try:
+                _native.write(self.handle, code, headers, body, False)
+            except ClientDisconnected:
+                self.disconnected = True
+                raise
         if self.disconnected:
             raise ClientDisconnected("client disconnected")
         if self.head:
@@ -536,7 +544,8 @@ class _Response:
 
     def finish(self, result):
         """Sends the response iterable (PEP 3333, "Buffering and Streaming")."""
-        if type(result) is list and len(result) == 1 and type(result[0]) is bytes and self.status is not None and not self.sent:
+        if (type(result) is list and len(result) == 1 and type(result[0]) is bytes
+                and len(result[0]) <= WHOLE_MAX and self.status is not None and not self.sent):
             # The most common body of all, one bytes in a list: what the
             # general case below does, in fewer steps.
             body = result[0]
@@ -561,9 +570,10 @@ class _Response:
                     raise TypeError(f"WSGI app returned a {type(chunk).__name__} in its body, body items must be bytes")
             if self.status is None:
                 raise _NoStartResponse()
+            total = sum(map(len, result))
             if self.remaining is None:
-                self._set_content_length(sum(map(len, result)))
-            if not self.sent:
+                self._set_content_length(total)
+            if not self.sent and total <= WHOLE_MAX:
                 # Nothing sent yet and the body is all here: serve returns
                 # the whole response instead of writing it, and Go sends it
                 # after the call, which saves a call back into Go and two
@@ -654,7 +664,9 @@ def _failed(resp, handle, exc, what):
     if isinstance(exc, ClientDisconnected) or (resp is not None and resp.disconnected):
         _log(handle, LOG_DEBUG, f"client disconnected: {exc}")
         return CLIENT_GONE
-    sent = resp is not None and resp.sent
+    # A whole response still waiting to be handed back was not sent: the
+    # failure (in close()) can still become a clean 500.
+    sent = resp is not None and resp.sent and resp.whole is None
     if isinstance(exc, _NoStartResponse):
         _log(handle, LOG_ERROR, "WSGI app error: start_response() was not called before the response iterable ended")
         return APP_ERROR
@@ -706,12 +718,14 @@ def serve(app, req, handle):
         # make late uses of the streams harmless.
         stream, errors = streams
         stream._finished = True
-        if errors._pending:
+        if getattr(errors, "_pending", True):
             try:
                 errors.flush()
             except BaseException:
                 pass
         errors._finished = True
-    if code == OK and resp.whole is not None:
-        return (OK, *resp.whole)
+    if resp is not None and resp.whole is not None:
+        whole, resp.whole = resp.whole, None  # late writes must not send it again
+        if code == OK:
+            return (OK, *whole)
     return code

@@ -581,3 +581,46 @@ def test_header_cache_is_bounded(run):
     for i in range(wsgi._VALID_HEADERS_MAX + 50):
         assert run(simple(headers=[("X-Id", str(i))]), handle=i + 10)[0] == 0
     assert len(wsgi._VALID_HEADERS) <= wsgi._VALID_HEADERS_MAX
+
+
+def test_close_error_after_whole_response_is_a_clean_500(native):
+    from conftest import make_req
+
+    class Body(list):
+        def close(self):
+            raise RuntimeError("close failed")
+
+    def app(environ, start_response):
+        start_response("200 OK", list(TEXT))
+        return Body([b"hello"])
+
+    # Nothing went out yet: the failure becomes APP_ERROR (500), not an
+    # aborted connection, and the log does not claim headers were sent.
+    assert wsgi.serve(app, make_req(), 1) == 1
+    assert native.calls == []
+    assert "after the response headers were sent" not in native.errors()[0]
+
+
+def test_write_after_serve_returned_sends_nothing(native):
+    from conftest import make_req
+
+    kept = {}
+
+    def app(environ, start_response):
+        kept["write"] = start_response("200 OK", list(TEXT))
+        return [b"hello"]
+
+    res = wsgi.serve(app, make_req(), 1)
+    assert type(res) is tuple and res[3] == b"hello"
+    # An app thread writing late must not send the whole response again.
+    with pytest.raises(wsgi.WSGIAppError):
+        kept["write"](b"late")
+    assert native.calls == []
+
+
+def test_large_list_body_is_written_in_chunks(run, native):
+    big = [b"x" * 20_000, b"y" * 20_000]  # over WHOLE_MAX together
+    code, r = run(simple(body=big))
+    assert code == 0
+    assert [len(c.data) for c in r.calls] == [20_000, 20_000]
+    assert r.header("Content-Length") == "40000"

@@ -538,6 +538,18 @@ class _Response:
             raise
         self.sent = True
 
+    def _hand_back(self, body):
+        """Keeps the whole response for serve to return instead of writing
+        it: Go sends it after the call, which saves a call back into Go and
+        two GIL hand-overs per request. Nothing may have been sent yet."""
+        if self.head:
+            body = b""
+        elif len(body) > self.remaining:
+            body = body[: self.remaining]  # PEP 3333: never past Content-Length
+        self.remaining -= len(body)
+        self.whole = (self.code, self.headers, body)
+        self.sent = True
+
     def _set_content_length(self, n):
         self.headers.append(("Content-Length", str(n)))
         self.remaining = n
@@ -551,13 +563,7 @@ class _Response:
             body = result[0]
             if self.remaining is None:
                 self._set_content_length(len(body))
-            if self.head:
-                body = b""
-            elif len(body) > self.remaining:
-                body = body[: self.remaining]
-            self.remaining -= len(body)
-            self.whole = (self.code, self.headers, body)
-            self.sent = True
+            self._hand_back(body)
             return
         if isinstance(result, FileWrapper) and self._sendfile(result):
             return
@@ -574,14 +580,7 @@ class _Response:
             if self.remaining is None:
                 self._set_content_length(total)
             if not self.sent and total <= WHOLE_MAX:
-                # Nothing sent yet and the body is all here: serve returns
-                # the whole response instead of writing it, and Go sends it
-                # after the call, which saves a call back into Go and two
-                # GIL hand-overs per request.
-                body = b"" if self.head else b"".join(result)[: self.remaining]
-                self.remaining -= len(body)
-                self.whole = (self.code, self.headers, body)
-                self.sent = True
+                self._hand_back(b"".join(result))
                 return
         else:
             # A generator or other iterable: stream each chunk as produced.

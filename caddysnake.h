@@ -95,8 +95,9 @@ char *caddysnake_gil_status(cs_interp *ci);
 // On ci's owner thread: drops a reference returned by caddysnake_load_app.
 void caddysnake_release(cs_interp *ci, PyObject *obj);
 
-// On a worker OS thread: makes that thread's PyThreadState for ci. It is
-// bound to this OS thread; the caller must keep using the same thread
+// On an ASGI event loop's OS thread: makes that thread's PyThreadState for
+// ci (WSGI requests get theirs inside caddysnake_wsgi_call). It is bound to
+// this OS thread; the caller must keep using the same thread
 // (runtime.LockOSThread) until caddysnake_thread_free.
 PyThreadState *caddysnake_thread_new(cs_interp *ci);
 

@@ -1,8 +1,9 @@
 package caddysnake
 
 // The go_* functions below are called from C (caddysnake.c) on the
-// request's own thread, with the GIL released, while a request is in flight. They carry
-// the request as a handle (threads.go), never a Go pointer.
+// request's own thread, with the GIL released, while a request is in
+// flight. They carry the request as a handle (threads.go), never a Go
+// pointer.
 
 // #include "caddysnake.h"
 import "C"

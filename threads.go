@@ -43,7 +43,6 @@ var (
 // The slots are workers in a buffered channel: taking one is the admission,
 // and Go's channel wait queue is FIFO, so the waiting requests are the queue.
 type pool struct {
-	interp  *interpreter
 	idle    chan *worker
 	size    int
 	stop    chan struct{}
@@ -51,8 +50,8 @@ type pool struct {
 	maxWait time.Duration
 }
 
-func newPool(it *interpreter, threads int, maxWait time.Duration) *pool {
-	p := &pool{interp: it, idle: make(chan *worker, threads), size: threads, stop: make(chan struct{}), maxWait: maxWait}
+func newPool(threads int, maxWait time.Duration) *pool {
+	p := &pool{idle: make(chan *worker, threads), size: threads, stop: make(chan struct{}), maxWait: maxWait}
 	for i := 0; i < threads; i++ {
 		p.idle <- newWorker()
 	}

@@ -54,7 +54,7 @@ func LoadWSGI(it *interpreter, opts WSGIOptions, logger *zap.Logger) (*WSGIApp, 
 		return nil, err
 	}
 	app := &WSGIApp{target: opts.Target, interp: it, obj: obj, logger: logger}
-	app.pool = newPool(it, opts.Threads, opts.MaxWait)
+	app.pool = newPool(opts.Threads, opts.MaxWait)
 	return app, nil
 }
 

@@ -3,6 +3,7 @@
 // caddysnake.h; the Go side of every go_* callback is in callbacks.go.
 #include "caddysnake.h"
 #include "environ.h"
+#include "lanes.h"
 
 #include <assert.h>
 #include <pthread.h>
@@ -26,7 +27,7 @@ struct cs_interp {
 	PyObject *gil_status;   // caddysnake.loader.gil_status
 	cs_environ_parts env;   // for cs_build_environ
 	// Sub-interpreters: a unique id (never reused, unlike the address), and
-	// the thread states request threads keep for it (see request_enter),
+	// the thread states request threads keep for it (see cs_request_enter),
 	// freed when it ends.
 	uint64_t id;
 	int keeps_states; // 0 past live_ids' room: requests then make states each
@@ -51,7 +52,7 @@ static struct {
 // lock for its public walkers.
 static pthread_mutex_t interp_list_mu = PTHREAD_MUTEX_INITIALIZER;
 
-// The anchor interpreter (see request_enter), left out of counts.
+// The anchor interpreter (see cs_request_enter), left out of counts.
 static PyInterpreterState *anchor_interp;
 
 // ---------------------------------------------------------------- errors
@@ -275,8 +276,36 @@ static PyObject *cs_read1(PyObject *mod, PyObject *const *args, Py_ssize_t nargs
 // Result codes of go_write and go_sendfile.
 #define GO_CLIENT_GONE -1
 #define GO_INVALID -2
+#define GO_NO_MEMORY -3 // cs_job_write
+
+// Hands headers (status != 0) and data to Go: appended to the job when the
+// calling thread is the request's worker (lanes.c, no call into Go), else
+// (a thread the app started) through go_write. With the GIL; returns 0 or
+// GO_CLIENT_GONE, GO_INVALID, GO_NO_MEMORY.
+static int64_t send_frame(uintptr_t h, int status, cs_str *pairs, size_t npairs, char *data, size_t len,
+                          int flush) {
+	cs_job *j = cs_current_job;
+	if (j != NULL && j->handle == h) {
+		return cs_job_write(j, status, pairs, npairs, data, len, flush);
+	}
+	int64_t rc;
+	// A write can block on a slow client: release the GIL. The caller's
+	// buffers hold the data and header strings meanwhile.
+	Py_BEGIN_ALLOW_THREADS
+	rc = go_write(h, status, pairs, npairs, data, len, flush);
+	Py_END_ALLOW_THREADS
+	return rc;
+}
 
 static PyObject *write_error(PyObject *mod, uintptr_t h, int64_t rc) {
+	if (rc == GO_NO_MEMORY) {
+		return PyErr_NoMemory();
+	}
+	if (rc == GO_CLIENT_GONE && cs_current_job != NULL && cs_current_job->handle == h) {
+		// Go said so through the job: no message to fetch from Go.
+		PyErr_SetString(state_of(mod)->client_disconnected, "client disconnected");
+		return NULL;
+	}
 	if (rc == GO_INVALID) {
 		raise_go_error(PyExc_ValueError, h, "invalid response");
 	} else {
@@ -311,13 +340,8 @@ static PyObject *cs_write(PyObject *mod, PyObject *const *args, Py_ssize_t nargs
 		PyBuffer_Release(&view);
 		return NULL;
 	}
-	int rc;
-	// A write can block on a slow client: release the GIL. view and keep hold
-	// the data and header strings alive meanwhile.
-	Py_BEGIN_ALLOW_THREADS
-	rc = go_write(h, args[2] == Py_None ? 0 : status, pairs, npairs,
-	              (char *)view.buf, (size_t)view.len, flush);
-	Py_END_ALLOW_THREADS
+	int64_t rc = send_frame(h, args[2] == Py_None ? 0 : status, pairs, npairs, (char *)view.buf,
+	                        (size_t)view.len, flush);
 	free_headers(keep, stack, pairs);
 	PyBuffer_Release(&view);
 	if (rc < 0) {
@@ -1114,7 +1138,7 @@ static PyThreadState *kept_state(cs_interp *ci) {
 
 // Attaches the calling (Go) thread to ci for one request; returns 1 if it
 // used a kept state, 0 for a state made for this request, -1 on failure.
-static int request_enter(cs_interp *ci) {
+int cs_request_enter(cs_interp *ci) {
 	PyThreadState *ts;
 	int kept = 1;
 	if (ci->is_main) {
@@ -1133,7 +1157,7 @@ static int request_enter(cs_interp *ci) {
 	return kept;
 }
 
-static void request_leave(cs_interp *ci, int kept) {
+void cs_request_leave(cs_interp *ci, int kept) {
 	if (ci->is_main) {
 		PyEval_SaveThread();
 	} else if (kept) {
@@ -1175,7 +1199,7 @@ char *caddysnake_interp_new(cs_interp **out) {
 	PyThreadState *sub = NULL;
 	PyStatus status = PyStatus_Ok();
 	if (anchor_interp == NULL) {
-		// See request_enter. Its creation state stays, detached, for good.
+		// See cs_request_enter. Its creation state stays, detached, for good.
 		status = Py_NewInterpreterFromConfig(&sub, &config);
 		if (!PyStatus_Exception(status)) {
 			anchor_interp = PyThreadState_GetInterpreter(sub);
@@ -1245,7 +1269,7 @@ void caddysnake_interp_end(cs_interp *ci) {
 	PyEval_RestoreThread(ci->ts);
 	drop_functions(ci);
 	// No request runs any more, and none of these is bound to a thread's
-	// PyGILState slot (request_leave), so they can go from here.
+	// PyGILState slot (cs_request_leave), so they can go from here.
 	for (size_t i = 0; i < ci->nstates; i++) {
 		PyThreadState_Clear(ci->states[i]);
 		PyThreadState_Delete(ci->states[i]);
@@ -1331,7 +1355,7 @@ void caddysnake_out_free(cs_out *out) {
 }
 
 // Sends the (OK, status, headers, body) that caddysnake.wsgi.serve handed
-// back: copied into out if it fits, else through go_write. Returns serve's
+// back: copied into out if it fits, else as a frame (send_frame). Returns serve's
 // result code, or -1 with a Python exception set.
 static int send_whole(uintptr_t handle, PyObject *res, cs_out *out) {
 	if (PyTuple_GET_SIZE(res) != 4) {
@@ -1372,12 +1396,12 @@ static int send_whole(uintptr_t handle, PyObject *res, cs_out *out) {
 		out->n = k;
 		out->status = status;
 	} else {
-		int64_t w;
-		Py_BEGIN_ALLOW_THREADS
-		w = go_write(handle, status, pairs, npairs, (char *)view.buf, (size_t)view.len, 0);
-		Py_END_ALLOW_THREADS
+		int64_t w = send_frame(handle, status, pairs, npairs, (char *)view.buf, (size_t)view.len, 0);
 		if (w == GO_INVALID) {
 			raise_go_error(PyExc_ValueError, handle, "invalid response");
+			rc = -1;
+		} else if (w == GO_NO_MEMORY) {
+			PyErr_NoMemory();
 			rc = -1;
 		} else if (w < 0) {
 			rc = 3; // the client is gone: wsgi.go's wsgiClientGone
@@ -1388,15 +1412,9 @@ static int send_whole(uintptr_t handle, PyObject *res, cs_out *out) {
 	return rc;
 }
 
-int caddysnake_wsgi_call(cs_interp *ci, PyObject *app, uintptr_t handle, const char *buf,
-                         const int32_t *ends, int n, cs_out *out) {
+int cs_wsgi_serve(cs_interp *ci, PyObject *app, uintptr_t handle, const char *buf, const int32_t *ends,
+                  int n, cs_out *out) {
 	out->n = 0;
-	int kept = request_enter(ci);
-	if (kept < 0) {
-		const char msg[] = "python: out of memory for a thread state";
-		go_log(handle, 3, (char *)msg, sizeof msg - 1);
-		return -1;
-	}
 	int rc = -1;
 	PyObject *h = NULL, *res = NULL;
 	PyObject *req = cs_build_environ(&ci->env, handle, buf, ends, n);
@@ -1435,7 +1453,6 @@ done:
 	Py_XDECREF(res);
 	Py_XDECREF(h);
 	Py_XDECREF(req);
-	request_leave(ci, kept);
 	return rc;
 }
 

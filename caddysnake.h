@@ -4,10 +4,10 @@
 // per process on a dedicated OS thread, the "Python main thread", which also
 // runs every configuration-time call of the main interpreter (importing
 // apps, dropping them); each sub-interpreter has an owner thread of its own
-// for the same calls. A WSGI request runs on the OS thread of the Go
-// goroutine serving it, with a PyThreadState that OS thread keeps per
-// interpreter (threading.local survives between requests, as on mod_wsgi;
-// see request_enter in caddysnake.c). An ASGI app runs on its event loop's
+// for the same calls. A WSGI request runs on one of its app's worker
+// threads (lanes.c), with a PyThreadState that thread keeps per interpreter
+// (threading.local survives between requests, as on mod_wsgi; see
+// cs_request_enter in caddysnake.c). An ASGI app runs on its event loop's
 // own thread.
 //
 // GIL contract: every function below is called from Go WITHOUT the GIL and
@@ -28,7 +28,7 @@ typedef struct {
 	size_t len;
 } cs_str;
 
-// A reusable C buffer a WSGI response is copied into (caddysnake_wsgi_call):
+// A reusable C buffer a WSGI response is copied into (see "WSGI requests"):
 // strings back to back in buf, ends[i] the end offset of string i.
 typedef struct {
 	char *buf;
@@ -96,7 +96,7 @@ char *caddysnake_gil_status(cs_interp *ci);
 void caddysnake_release(cs_interp *ci, PyObject *obj);
 
 // On an ASGI event loop's OS thread: makes that thread's PyThreadState for
-// ci (WSGI requests get theirs inside caddysnake_wsgi_call). It is bound to
+// ci (WSGI workers get theirs in cs_request_enter). It is bound to
 // this OS thread; the caller must keep using the same thread
 // (runtime.LockOSThread) until caddysnake_thread_free.
 PyThreadState *caddysnake_thread_new(cs_interp *ci);
@@ -104,21 +104,12 @@ PyThreadState *caddysnake_thread_new(cs_interp *ci);
 // On the thread that made ts: clears and deletes it.
 void caddysnake_thread_free(PyThreadState *ts);
 
-// On any thread without a Python thread state (the Go thread serving the
-// request): attaches it to ci with a thread state of its own, serves one WSGI
-// request, and detaches. buf holds n latin-1 strings back to back and ends[i] is the end
-// offset of string i (see wsgi.go for their order). handle identifies the
-// request in the go_* callbacks. Returns caddysnake.wsgi.serve's result code
-// (wsgi.go), or -1 if the call itself failed (the error is logged through
-// go_log).
-//
-// A response the app produced whole (a list body, nothing sent before) is
-// copied into out when it fits, for Go to send after the call: one call back
-// into Go and two GIL hand-overs fewer per request. out->n is then the number
-// of strings in it (header name, value pairs, then the body) and out->status
-// the status code; else out->n is 0 and the response went out through go_write.
-int caddysnake_wsgi_call(cs_interp *ci, PyObject *app, uintptr_t handle, const char *buf,
-                         const int32_t *ends, int n, cs_out *out);
+// WSGI requests: see lanes.h. A response the app produced whole (a list
+// body, nothing sent before) is copied into the job's cs_out when it fits,
+// for Go to send after Python is done: no call back into Go and no GIL
+// hand-over. out->n is then the number of strings in it (header name, value
+// pairs, then the body) and out->status the status code; else out->n is 0
+// and the response went out through go_write.
 
 // ---------------------------------------------------------------- ASGI
 

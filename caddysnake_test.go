@@ -210,16 +210,27 @@ func TestBusyGives503(t *testing.T) {
 	if err := provision(t, h); err != nil {
 		t.Fatal(err)
 	}
-	// Occupy the only slot.
-	p := h.app.(*WSGIApp).pool
-	w, err := p.acquire(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.put(w)
+	// Occupy the only thread for 0.5 s.
+	slow := make(chan error, 1)
+	go func() {
+		slow <- h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/sleep", nil), nil)
+	}()
+	time.Sleep(100 * time.Millisecond)
+	start := time.Now()
 	rec := httptest.NewRecorder()
-	err = h.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil), nil)
+	err := h.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil), nil)
 	if err == nil || !strings.Contains(err.Error(), "all threads are busy") {
 		t.Fatalf("got %v, want ErrBusy", err)
+	}
+	if waited := time.Since(start); waited > 300*time.Millisecond {
+		t.Fatalf("ErrBusy after %v, want about max_wait (50ms)", waited)
+	}
+	if err := <-slow; err != nil {
+		t.Fatalf("the slow request: %v", err)
+	}
+	// The thread serves again once free.
+	rec = httptest.NewRecorder()
+	if err := h.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil), nil); err != nil || rec.Code != 200 {
+		t.Fatalf("after the slow request: %v, %d", err, rec.Code)
 	}
 }

@@ -1,13 +1,18 @@
 package caddysnake
 
-// #include "caddysnake.h"
+// #include "lanes.h"
 import "C"
 
 import (
 	"errors"
+	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // Defaults of the request slots, documented on the Handler fields.
@@ -29,73 +34,169 @@ var (
 	ErrStopped = errors.New("python: app is shutting down")
 )
 
-// pool bounds how many requests of one app run Python at once (`threads`).
-//
-// Python runs on the OS thread of the goroutine that serves the request: no
-// hand-off to a dedicated thread and back. An earlier design kept a pool of
-// locked OS threads fed through a channel; waking a locked thread and then
-// the handler goroutine again cost two OS context switches and about 30% of
-// the CPU of a hello-world request (pprof: startlockedm, notesleep, futex).
-// Each OS thread keeps its own PyThreadState for the main interpreter
-// (caddysnake.c), so thread-local Python state works as it does on any
-// threaded server.
-//
-// The slots are workers in a buffered channel: taking one is the admission,
-// and Go's channel wait queue is FIFO, so the waiting requests are the queue.
+// pool runs an app's WSGI requests on its Python worker threads (lanes.c,
+// which says why Python does not run on the serving goroutine's thread):
+// `threads` goroutines each lend their OS thread to caddysnake_lane_work for
+// the pool's life. A request goroutine lays its request out in a worker
+// (the request's slot: handle, C job, reply channel), queues it and waits;
+// one dispatcher goroutine, woken through an eventfd in Go's netpoller,
+// hands finished jobs back. Each worker thread keeps its own PyThreadState,
+// so thread-local Python state works as on any threaded server.
 type pool struct {
-	idle    chan *worker
-	size    int
-	stop    chan struct{}
-	stopped atomic.Bool
-	maxWait time.Duration
+	lane     *C.cs_lane
+	doneFile *os.File // the eventfd the lane writes when jobs finish
+	stop     chan struct{}
+	stopped  atomic.Bool
+	maxWait  time.Duration
+
+	threads      sync.WaitGroup // the worker threads
+	dispatchDone chan struct{}
+
+	freeMu sync.Mutex
+	free   []*worker // idle request slots, reused
+	closed bool      // under freeMu: put frees instead of keeping
 }
 
-func newPool(threads int, maxWait time.Duration) *pool {
-	p := &pool{idle: make(chan *worker, threads), size: threads, stop: make(chan struct{}), maxWait: maxWait}
+func newPool(ci *C.cs_interp, app *C.PyObject, threads int, maxWait time.Duration) (*pool, error) {
+	fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		return nil, fmt.Errorf("eventfd: %w", err)
+	}
+	lane := C.caddysnake_lane_new(ci, app, C.int(fd))
+	if lane == nil {
+		unix.Close(fd)
+		return nil, errors.New("python: out of memory for a request queue")
+	}
+	// A non-blocking fd: os.NewFile hands it to the netpoller, so the
+	// dispatcher's Read parks a goroutine, not a thread.
+	p := &pool{lane: lane, doneFile: os.NewFile(uintptr(fd), "wsgi-done"), stop: make(chan struct{}),
+		maxWait: maxWait, dispatchDone: make(chan struct{})}
+	p.threads.Add(threads)
 	for i := 0; i < threads; i++ {
-		p.idle <- newWorker()
+		go func() {
+			defer p.threads.Done()
+			// No LockOSThread needed: the call never returns before stop, and
+			// C's calls back into Go run on this same thread.
+			C.caddysnake_lane_work(lane)
+		}()
 	}
-	return p
+	go p.dispatch()
+	return p, nil
 }
 
-// acquire takes a free slot, waiting up to maxWait for one; the caller runs
-// the request and gives the slot back with put.
-func (p *pool) acquire(cancel <-chan struct{}) (*worker, error) {
-	if p.stopped.Load() {
-		return nil, ErrStopped
+// dispatch wakes the goroutines of jobs with news (frames to send, or the
+// end), as many as there are per wake-up, until the eventfd is closed (by
+// close, once no worker thread is left).
+func (p *pool) dispatch() {
+	defer close(p.dispatchDone)
+	var buf [8]byte
+	var jobs [64]*C.cs_job
+	for {
+		_, err := p.doneFile.Read(buf[:])
+		for {
+			n := int(C.caddysnake_lane_take_done(p.lane, &jobs[0], C.int(len(jobs))))
+			for _, j := range jobs[:n] {
+				if w := workerOf(uintptr(j.handle)); w != nil {
+					select {
+					case w.news <- struct{}{}:
+					default: // a wake-up is pending already
+					}
+				}
+			}
+			if n < len(jobs) {
+				break
+			}
+		}
+		if err != nil {
+			return
+		}
 	}
-	select {
-	case w := <-p.idle: // a slot was free: the common, timer-free path
-		return w, nil
-	default:
+}
+
+// get takes an idle slot or makes one.
+func (p *pool) get() *worker {
+	p.freeMu.Lock()
+	if n := len(p.free); n > 0 {
+		w := p.free[n-1]
+		p.free = p.free[:n-1]
+		p.freeMu.Unlock()
+		return w
+	}
+	p.freeMu.Unlock()
+	return newWorker()
+}
+
+// put gives a slot back once its request is over; a pool that is closed
+// frees it. Beyond maxIdleSlots (a burst is over) it is freed too.
+func (p *pool) put(w *worker) {
+	p.freeMu.Lock()
+	if !p.closed && len(p.free) < maxIdleSlots {
+		p.free = append(p.free, w)
+		w = nil
+	}
+	p.freeMu.Unlock()
+	if w != nil {
+		w.unregister()
+	}
+}
+
+// maxIdleSlots bounds the slots kept between bursts (each holds a 32 KiB C
+// response buffer).
+const maxIdleSlots = 256
+
+// submit queues the request laid out in w (n strings) and waits until it
+// runs; a request still queued after maxWait gets ErrBusy, and one whose
+// client left while queued errClientGone (it never ran). Then the caller
+// takes the job's output (wsgiRequest.collect).
+func (p *pool) submit(w *worker, n int, cancel <-chan struct{}) error {
+	if p.stopped.Load() {
+		return ErrStopped
+	}
+	if C.caddysnake_lane_submit(p.lane, w.job, C.uintptr_t(w.handle()),
+		(*C.char)(unsafe.Pointer(&w.strs.buf[0])), (*C.int32_t)(unsafe.Pointer(&w.strs.ends[0])), C.int(n)) != 0 {
+		return ErrStopped // or out of memory, which a retry will not cure either
 	}
 	t := time.NewTimer(p.maxWait)
 	defer t.Stop()
+	var err error
 	select {
-	case w := <-p.idle:
-		return w, nil
+	case <-w.news:
+		select { // put the wake-up back for collect
+		case w.news <- struct{}{}:
+		default:
+		}
+		return nil
 	case <-t.C:
-		return nil, ErrBusy
+		err = ErrBusy
 	case <-cancel:
-		return nil, errClientGone
-	case <-p.stop:
-		return nil, ErrStopped
+		err = errClientGone
 	}
+	if C.caddysnake_lane_cancel(p.lane, w.job) == 1 {
+		return err
+	}
+	return nil // it runs: collect its output
 }
 
-func (p *pool) put(w *worker) { p.idle <- w }
-
-// close stops admitting requests and calls after() once every slot is back,
-// without waiting for that: a long streaming response must not hold up a
-// config reload.
+// close stops admitting requests and calls after() once the queue is done
+// and every worker thread has left Python, without waiting for that: a long
+// streaming response must not hold up a config reload.
 func (p *pool) close(after func()) {
 	if p.stopped.Swap(true) {
 		return
 	}
 	close(p.stop)
+	C.caddysnake_lane_stop(p.lane)
 	go func() {
-		for i := 0; i < p.size; i++ {
-			(<-p.idle).unregister()
+		p.threads.Wait()
+		p.doneFile.Close() // the dispatcher takes what is left, then returns
+		<-p.dispatchDone
+		C.caddysnake_lane_free(p.lane)
+		p.freeMu.Lock()
+		free := p.free
+		p.free, p.closed = nil, true
+		p.freeMu.Unlock()
+		for _, w := range free {
+			w.unregister()
 		}
 		after()
 	}()
@@ -103,18 +204,20 @@ func (p *pool) close(after func()) {
 
 var errClientGone = errors.New("python: client went away while queued")
 
-// worker is a request slot that callbacks from C reach through its handle.
+// worker is a request slot: C's job and the callbacks reach it through its
+// handle.
 // The handle carries a sequence number beside the slot index, so a stale
 // handle (kept by a thread the app started) cannot touch a later request.
 type worker struct {
 	slot uint32
 	seq  atomic.Uint32 // bumped per request
 	cur  atomic.Pointer[wsgiRequest]
-	strs cStrings  // the request laid out for C, reused (wsgi.go)
-	out  *C.cs_out // a whole response copied out by C, reused (wsgi.go)
+	strs cStrings      // the request laid out for C, reused (wsgi.go)
+	job  *C.cs_job     // the lane's copy of it, and the response
+	news chan struct{} // cap 1: the job has frames or finished (dispatch)
 }
 
-// Room in a worker's cs_out: a response larger than this, or with more
+// Room in a job's cs_out: a response larger than this, or with more
 // headers, is written through go_write instead.
 const (
 	wholeResponseBytes   = 32 << 10
@@ -136,9 +239,9 @@ var workers struct {
 }
 
 func newWorker() *worker {
-	w := &worker{out: C.caddysnake_out_new(wholeResponseBytes, wholeResponseStrings)}
-	if w.out == nil {
-		panic("python: out of memory for a response buffer")
+	w := &worker{job: C.caddysnake_job_new(wholeResponseBytes, wholeResponseStrings), news: make(chan struct{}, 1)}
+	if w.job == nil {
+		panic("python: out of memory for a request slot")
 	}
 	workers.mu.Lock()
 	defer workers.mu.Unlock()
@@ -161,8 +264,8 @@ func newWorker() *worker {
 }
 
 func (w *worker) unregister() {
-	C.caddysnake_out_free(w.out)
-	w.out = nil
+	C.caddysnake_job_free(w.job)
+	w.job = nil
 	workers.mu.Lock()
 	defer workers.mu.Unlock()
 	table := *workers.table.Load()
@@ -173,9 +276,8 @@ func (w *worker) unregister() {
 	workers.free = append(workers.free, w.slot)
 }
 
-// requestOf finds the request a C callback is about, or nil if the handle is
-// stale or unknown.
-func requestOf(h uintptr) *wsgiRequest {
+// workerOf finds the slot of a handle, or nil if it is unknown or stale.
+func workerOf(h uintptr) *worker {
 	slot := uint32(h & (1<<slotBits - 1))
 	tp := workers.table.Load()
 	if tp == nil || int(slot) >= len(*tp) {
@@ -185,5 +287,14 @@ func requestOf(h uintptr) *wsgiRequest {
 	if w == nil || uint32(h>>slotBits) != w.seq.Load() {
 		return nil
 	}
-	return w.cur.Load()
+	return w
+}
+
+// requestOf finds the request a C callback is about, or nil if the handle is
+// stale or unknown.
+func requestOf(h uintptr) *wsgiRequest {
+	if w := workerOf(h); w != nil {
+		return w.cur.Load()
+	}
+	return nil
 }

@@ -1,10 +1,11 @@
 package caddysnake
 
-// #include "caddysnake.h"
+// #include "lanes.h"
 // #include <stdlib.h>
 import "C"
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -53,9 +54,13 @@ func LoadWSGI(it *interpreter, opts WSGIOptions, logger *zap.Logger) (*WSGIApp, 
 		it.end()
 		return nil, err
 	}
-	app := &WSGIApp{target: opts.Target, interp: it, obj: obj, logger: logger}
-	app.pool = newPool(opts.Threads, opts.MaxWait)
-	return app, nil
+	p, err := newPool(it.ci, obj, opts.Threads, opts.MaxWait)
+	if err != nil {
+		it.release(obj)
+		it.end()
+		return nil, err
+	}
+	return &WSGIApp{target: opts.Target, interp: it, obj: obj, pool: p, logger: logger}, nil
 }
 
 // Close stops taking requests; the threads finish what they serve, then the
@@ -77,15 +82,24 @@ type wsgiRequest struct {
 	bodyErr     error  // why reading the body failed, if it did
 	lastErr     string // message for the exception C raises
 	ctl         *http.ResponseController
+	refused     bool // Go refused the app's headers (a bridge bug)
 }
 
 var requestPool = sync.Pool{New: func() any { return new(wsgiRequest) }}
 
-// Serve runs one request through the app, on this goroutine's OS thread.
+// Serve runs one request through the app on one of its worker threads.
 func (a *WSGIApp) Serve(w http.ResponseWriter, r *http.Request) error {
 	allowFullDuplex(w, r)
-	wk, err := a.pool.acquire(r.Context().Done())
+	wk := a.pool.get()
+	// Even on a panic: the slot goes back only once the job is over (run
+	// returns after the result came, or after the job left the queue).
+	defer a.pool.put(wk)
+	req := requestPool.Get().(*wsgiRequest)
+	*req = wsgiRequest{app: a, w: w, r: r}
+	rc, err := req.run(wk)
 	if err != nil {
+		*req = wsgiRequest{}
+		requestPool.Put(req)
 		switch err {
 		case ErrBusy, ErrStopped:
 			return caddyhttp.Error(http.StatusServiceUnavailable, err)
@@ -93,14 +107,12 @@ func (a *WSGIApp) Serve(w http.ResponseWriter, r *http.Request) error {
 			return caddyhttp.Error(499, err) // client closed request, nginx's code
 		}
 	}
-	defer a.pool.put(wk) // even on a panic: a lost slot would hold up close
-	req := requestPool.Get().(*wsgiRequest)
-	*req = wsgiRequest{app: a, w: w, r: r}
-	rc := req.run(wk)
-	headersSent, bodyErr := req.headersSent, req.bodyErr
+	headersSent, bodyErr, refused := req.headersSent, req.bodyErr, req.refused
 	*req = wsgiRequest{}
 	requestPool.Put(req)
 	switch {
+	case refused && !headersSent:
+		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("python app %s: invalid response headers", a.target))
 	case rc == wsgiOK, rc == wsgiClientGone:
 		return nil
 	case headersSent:
@@ -115,24 +127,96 @@ func (a *WSGIApp) Serve(w http.ResponseWriter, r *http.Request) error {
 	}
 }
 
-// run calls into Python with the request published on w for the callbacks.
-// Nothing here pins the goroutine to its thread: during the cgo call it
-// cannot move, and callbacks from C into Go run on the same thread.
-func (req *wsgiRequest) run(w *worker) int {
+// run has the request served with w published for the callbacks (which
+// come from a worker thread while this goroutine waits), sending what the
+// app writes as it comes.
+func (req *wsgiRequest) run(w *worker) (int, error) {
 	w.seq.Add(1)
 	w.cur.Store(req)
-	n := w.marshal(req.r)
-	rc := C.caddysnake_wsgi_call(req.app.interp.ci, req.app.obj, C.uintptr_t(w.handle()),
-		(*C.char)(unsafe.Pointer(&w.strs.buf[0])), (*C.int32_t)(unsafe.Pointer(&w.strs.ends[0])), C.int(n), w.out)
-	if w.out.n > 0 && !req.sendWhole(w.out) {
+	defer w.cur.Store(nil)
+	if err := req.app.pool.submit(w, w.marshal(req.r), req.r.Context().Done()); err != nil {
+		return 0, err
+	}
+	return req.collect(w), nil
+}
+
+// collect sends the job's frames as the worker appends them, until the job
+// finished; then a response the app produced whole. Returns the job's
+// result code.
+func (req *wsgiRequest) collect(w *worker) int {
+	var t C.cs_take
+	gone := false
+	for {
+		<-w.news
+		C.caddysnake_job_take(w.job, &t)
+		if t.len > 0 {
+			if !gone && !req.sendFrames(unsafe.Slice((*byte)(unsafe.Pointer(t.frames)), int(t.len))) {
+				gone = true
+			}
+			C.caddysnake_job_sent(w.job, boolInt(gone))
+		}
+		if t.finished != 0 {
+			break
+		}
+	}
+	rc := int(t.rc)
+	if out := w.job.out; out.n > 0 && !req.sendWhole(out) {
 		rc = wsgiBridgeError
 	}
-	w.cur.Store(nil)
-	return int(rc)
+	return rc
+}
+
+// sendFrames sends frames (lanes.h, cs_frame) to the client; false once it
+// cannot (the client left, or the headers were refused).
+func (req *wsgiRequest) sendFrames(b []byte) bool {
+	for len(b) > 0 {
+		status := int(int32(binary.NativeEndian.Uint32(b[0:])))
+		flush := binary.NativeEndian.Uint32(b[4:]) != 0
+		nhdrs := int(binary.NativeEndian.Uint32(b[8:]))
+		datalen := int(binary.NativeEndian.Uint32(b[12:]))
+		b = b[16:]
+		if status != 0 {
+			strs := make([]string, 2*nhdrs)
+			for i := range strs {
+				n := int(binary.NativeEndian.Uint32(b))
+				strs[i] = string(b[4 : 4+n])
+				b = b[4+n:]
+			}
+			if req.writeHeader(status, nhdrs, func(i int) (string, string) { return strs[2*i], strs[2*i+1] }) != 0 {
+				// Python checked the status and headers already; this would
+				// be a bridge bug. Nothing was sent: Serve answers 500.
+				req.app.logger.Error("python: invalid response", zap.String("error", req.lastErr))
+				req.refused = true
+				return false
+			}
+		}
+		if datalen > 0 {
+			if _, err := req.w.Write(b[:datalen]); err != nil {
+				return false
+			}
+			b = b[datalen:]
+		}
+		if flush {
+			if req.ctl == nil {
+				req.ctl = http.NewResponseController(req.w)
+			}
+			if err := req.ctl.Flush(); err != nil {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func boolInt(b bool) C.int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // sendWhole sends a response the app produced whole, which
-// caddysnake_wsgi_call copied into out (header name, value pairs, then the
+// the worker copied into out (header name, value pairs, then the
 // body), now that Python is done with the request.
 func (req *wsgiRequest) sendWhole(out *C.cs_out) bool {
 	n := int(out.n)
@@ -157,7 +241,7 @@ func (req *wsgiRequest) sendWhole(out *C.cs_out) bool {
 	return true
 }
 
-// marshal lays out the request for caddysnake_wsgi_call as back-to-back
+// marshal lays out the request for caddysnake_lane_submit as back-to-back
 // strings in the worker's reused buffer, in the order of the req tuple that
 // caddysnake.wsgi.build_environ reads:
 //

@@ -1,10 +1,13 @@
 # Apps the Go unit tests serve (caddysnake_test.go).
 import threading
+import time
 
 _local = threading.local()
 
 
 def hello(environ, start_response):
+    if environ["PATH_INFO"] == "/sleep":  # keeps a thread busy (TestBusyGives503)
+        time.sleep(0.5)
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [b"hello from ", environ["PATH_INFO"].encode("latin-1")]
 

@@ -1,0 +1,111 @@
+// lanes.h: how WSGI requests reach Python (lanes.c). Each WSGI app has a
+// lane: a queue of jobs (requests laid out by wsgi.go) and `threads` Python
+// worker threads that take jobs from it. Go's goroutines never run Python
+// themselves; see lanes.c for why.
+#ifndef CADDYSNAKE_LANES_H
+#define CADDYSNAKE_LANES_H
+
+#include "caddysnake.h"
+
+// One request slot of a lane. Go owns it (wsgi.go keeps one per request in
+// flight and reuses it); C fills rc and out, and links it while queued.
+typedef struct cs_job {
+	struct cs_job *next;       // in the lane's queue
+	struct cs_job *next_ready; // in the lane's ready list
+	struct cs_lane *lane;
+	uintptr_t handle;          // identifies the request in go_* callbacks
+	char *buf;                 // the request strings back to back (C memory)
+	int32_t *ends;             // their end offsets
+	size_t buf_cap;
+	int ends_cap, n;
+	int state;                 // JOB_* below; under the lane's mutex
+	int ready;                 // on the ready list; under the lane's mutex
+	cs_out *out;               // out: a whole response (caddysnake.h, "WSGI requests")
+	// The response as the app writes it (write(), streamed chunks): frames
+	// the worker appends and Go takes and sends (caddysnake_job_take), so
+	// Python never waits for Go unless Go falls OUTBOX_LIMIT bytes behind.
+	pthread_mutex_t mu; // guards the fields below
+	pthread_cond_t drained;
+	char *fill, *taken; // frames appended; frames Go is sending
+	size_t fill_len, fill_cap, taken_len, taken_cap;
+	size_t pending;     // bytes appended and not yet sent
+	int finished;       // the app is done; rc is final
+	int gone;           // Go could not send: the client left
+	int rc;             // caddysnake.wsgi.serve's result code, or -1
+} cs_job;
+
+enum { JOB_IDLE, JOB_QUEUED, JOB_RUNNING, JOB_DONE };
+
+// How far the frames Go has not sent yet may run ahead of the client.
+#define OUTBOX_LIMIT (256 * 1024)
+
+// A frame in a job's outbox, followed by 2*nhdrs strings (an int32 length,
+// then the bytes) and datalen bytes of body. Native byte order.
+typedef struct {
+	int32_t status; // 0: no headers in this frame
+	int32_t flush;
+	int32_t nhdrs;
+	int32_t datalen;
+} cs_frame;
+
+// What caddysnake_job_take hands Go.
+typedef struct {
+	const char *frames;
+	size_t len;
+	int finished;
+	int rc;
+} cs_take;
+
+typedef struct cs_lane cs_lane;
+
+// A job with room for the whole-response copy (caddysnake_out_new's sizes);
+// NULL if out of memory.
+cs_job *caddysnake_job_new(size_t out_cap, int out_ends_cap);
+void caddysnake_job_free(cs_job *j);
+
+// A lane for app in ci. done_fd is an eventfd the lane writes when it has
+// finished jobs for caddysnake_lane_take_done and had none before.
+cs_lane *caddysnake_lane_new(cs_interp *ci, PyObject *app, int done_fd);
+// After every worker returned and the done list was taken.
+void caddysnake_lane_free(cs_lane *l);
+
+// Copies n strings (buf, ends as wsgi.go lays them out) into j and queues
+// it. 0, or -1 if out of memory or the lane is stopping (nothing queued).
+int caddysnake_lane_submit(cs_lane *l, cs_job *j, uintptr_t handle, const char *buf, const int32_t *ends,
+                           int n);
+// Takes j back out of the queue if no worker took it yet: 1 if so (it will
+// never run), 0 if it runs or ran (its completion will come).
+int caddysnake_lane_cancel(cs_lane *l, cs_job *j);
+// Moves up to max jobs that have news (frames, or finished) into out;
+// returns how many.
+int caddysnake_lane_take_done(cs_lane *l, cs_job **out, int max);
+
+// Go side of a running job: takes the frames appended so far (and whether
+// the job finished, with them all); Go sends them, then reports with
+// caddysnake_job_sent (gone: the client left).
+void caddysnake_job_take(cs_job *j, cs_take *t);
+void caddysnake_job_sent(cs_job *j, int gone);
+
+// The job this worker thread runs, or NULL (another thread).
+extern _Thread_local cs_job *cs_current_job;
+// With the GIL, on the job's worker: appends a frame (status 0: no
+// headers) and lets Go know; waits, without the GIL, while Go is more than
+// OUTBOX_LIMIT behind. 0, GO_CLIENT_GONE (-1) or -3 (out of memory).
+int cs_job_write(cs_job *j, int status, const cs_str *pairs, size_t npairs, const char *data, size_t len,
+                 int flush);
+
+// A worker thread's life (a Go-made thread with no Python thread state):
+// runs jobs until caddysnake_lane_stop and an empty queue.
+void caddysnake_lane_work(cs_lane *l);
+// Workers finish the queue, then return.
+void caddysnake_lane_stop(cs_lane *l);
+
+// Provided by caddysnake.c for lanes.c: attach this thread to ci (returns
+// what leave takes, or -1), and serve one request with ci's GIL held
+// (returns caddysnake.wsgi.serve's result code, or -1, logged).
+int cs_request_enter(cs_interp *ci);
+void cs_request_leave(cs_interp *ci, int kept);
+int cs_wsgi_serve(cs_interp *ci, PyObject *app, uintptr_t handle, const char *buf, const int32_t *ends,
+                  int n, cs_out *out);
+
+#endif

@@ -144,6 +144,7 @@ void caddysnake_job_free(cs_job *j) {
 		free(j->ends);
 		free(j->fill);
 		free(j->taken);
+		free(j->body);
 		free(j);
 	}
 }
@@ -202,15 +203,34 @@ static int job_fill(cs_job *j, const char *buf, const int32_t *ends, int n) {
 }
 
 int caddysnake_lane_submit(cs_lane *l, cs_job *j, uintptr_t handle, const char *buf, const int32_t *ends,
-                           int n) {
+                           int n, const char *body, int64_t body_len) {
 	if (job_fill(j, buf, ends, n) < 0) {
 		return -1;
 	}
+	j->preloaded = body_len >= 0;
+	j->body_len = j->body_off = 0;
+	if (body_len > 0) {
+		if ((size_t)body_len > j->body_cap) {
+			char *b = realloc(j->body, (size_t)body_len);
+			if (b == NULL) {
+				return -1;
+			}
+			j->body = b;
+			j->body_cap = (size_t)body_len;
+		}
+		memcpy(j->body, body, (size_t)body_len);
+		j->body_len = (size_t)body_len;
+	}
 	j->lane = l;
-	j->handle = handle;
+	pthread_mutex_lock(&l->mu);
+	j->handle = handle; // under mu: take_done reads it
+	pthread_mutex_unlock(&l->mu);
 	j->rc = -1;
 	j->out->n = 0;
-	j->next = j->next_ready = NULL;
+	// next_ready and ready stay: the job may still be on the ready list
+	// from its previous request (Go saw that one finish through an earlier
+	// wake-up); the wake-up it yields later is a spurious one.
+	j->next = NULL;
 	j->fill_len = j->taken_len = j->pending = 0;
 	j->finished = j->gone = 0;
 	pthread_mutex_lock(&l->mu);
@@ -236,6 +256,36 @@ int caddysnake_lane_submit(cs_lane *l, cs_job *j, uintptr_t handle, const char *
 	}
 	pthread_mutex_unlock(&l->mu);
 	return 0;
+}
+
+void caddysnake_lane_forget(cs_lane *l, cs_job *j) {
+	pthread_mutex_lock(&l->mu);
+	if (j->ready) {
+		cs_job *prev = NULL;
+		for (cs_job *it = l->ready_head; it != NULL; prev = it, it = it->next_ready) {
+			if (it == j) {
+				if (prev != NULL) {
+					prev->next_ready = j->next_ready;
+				} else {
+					l->ready_head = j->next_ready;
+				}
+				if (l->ready_tail == j) {
+					l->ready_tail = prev;
+				}
+				break;
+			}
+		}
+		j->ready = 0;
+		j->next_ready = NULL;
+	}
+	pthread_mutex_unlock(&l->mu);
+}
+
+int caddysnake_lane_started(cs_lane *l, cs_job *j) {
+	pthread_mutex_lock(&l->mu);
+	int started = j->state != JOB_QUEUED;
+	pthread_mutex_unlock(&l->mu);
+	return started;
 }
 
 int caddysnake_lane_cancel(cs_lane *l, cs_job *j) {
@@ -265,7 +315,7 @@ int caddysnake_lane_cancel(cs_lane *l, cs_job *j) {
 	return removed;
 }
 
-int caddysnake_lane_take_done(cs_lane *l, cs_job **out, int max) {
+int caddysnake_lane_take_done(cs_lane *l, uintptr_t *out, int max) {
 	int n = 0;
 	pthread_mutex_lock(&l->mu);
 	while (n < max && l->ready_head != NULL) {
@@ -273,7 +323,7 @@ int caddysnake_lane_take_done(cs_lane *l, cs_job **out, int max) {
 		l->ready_head = j->next_ready;
 		j->next_ready = NULL;
 		j->ready = 0;
-		out[n++] = j;
+		out[n++] = j->handle; // read under mu: Go may be resubmitting j
 	}
 	if (l->ready_head == NULL) {
 		l->ready_tail = NULL;

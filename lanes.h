@@ -20,6 +20,11 @@ typedef struct cs_job {
 	int ends_cap, n;
 	int state;                 // JOB_* below; under the lane's mutex
 	int ready;                 // on the ready list; under the lane's mutex
+	// A small request body Go read before queueing the job (wsgi.go), for
+	// wsgi.input to read without a call into Go; preloaded is 0 otherwise.
+	char *body;
+	size_t body_len, body_cap, body_off;
+	int preloaded;
 	cs_out *out;               // out: a whole response (caddysnake.h, "WSGI requests")
 	// The response as the app writes it (write(), streamed chunks): frames
 	// the worker appends and Go takes and sends (caddysnake_job_take), so
@@ -69,16 +74,22 @@ cs_lane *caddysnake_lane_new(cs_interp *ci, PyObject *app, int done_fd);
 // After every worker returned and the done list was taken.
 void caddysnake_lane_free(cs_lane *l);
 
-// Copies n strings (buf, ends as wsgi.go lays them out) into j and queues
-// it. 0, or -1 if out of memory or the lane is stopping (nothing queued).
+// Copies n strings (buf, ends as wsgi.go lays them out) and the whole
+// request body if Go read it (body_len >= 0) into j, and queues it. 0, or
+// -1 if out of memory or the lane is stopping (nothing queued).
 int caddysnake_lane_submit(cs_lane *l, cs_job *j, uintptr_t handle, const char *buf, const int32_t *ends,
-                           int n);
+                           int n, const char *body, int64_t body_len);
 // Takes j back out of the queue if no worker took it yet: 1 if so (it will
 // never run), 0 if it runs or ran (its completion will come).
 int caddysnake_lane_cancel(cs_lane *l, cs_job *j);
-// Moves up to max jobs that have news (frames, or finished) into out;
-// returns how many.
-int caddysnake_lane_take_done(cs_lane *l, cs_job **out, int max);
+// Moves the handles of up to max jobs that have news (frames, or finished)
+// into out; returns how many.
+int caddysnake_lane_take_done(cs_lane *l, uintptr_t *out, int max);
+// Takes an idle j off the ready list, where a stale entry may linger, so
+// that it can be freed.
+void caddysnake_lane_forget(cs_lane *l, cs_job *j);
+// Whether a worker took j (a wake-up before that is a stale one).
+int caddysnake_lane_started(cs_lane *l, cs_job *j);
 
 // Go side of a running job: takes the frames appended so far (and whether
 // the job finished, with them all); Go sends them, then reports with

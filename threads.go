@@ -90,20 +90,20 @@ func newPool(ci *C.cs_interp, app *C.PyObject, threads int, maxWait time.Duratio
 func (p *pool) dispatch() {
 	defer close(p.dispatchDone)
 	var buf [8]byte
-	var jobs [64]*C.cs_job
+	var handles [64]C.uintptr_t
 	for {
 		_, err := p.doneFile.Read(buf[:])
 		for {
-			n := int(C.caddysnake_lane_take_done(p.lane, &jobs[0], C.int(len(jobs))))
-			for _, j := range jobs[:n] {
-				if w := workerOf(uintptr(j.handle)); w != nil {
+			n := int(C.caddysnake_lane_take_done(p.lane, &handles[0], C.int(len(handles))))
+			for _, h := range handles[:n] {
+				if w := workerOf(uintptr(h)); w != nil {
 					select {
 					case w.news <- struct{}{}:
 					default: // a wake-up is pending already
 					}
 				}
 			}
-			if n < len(jobs) {
+			if n < len(handles) {
 				break
 			}
 		}
@@ -132,12 +132,15 @@ func (p *pool) put(w *worker) {
 	p.freeMu.Lock()
 	if !p.closed && len(p.free) < maxIdleSlots {
 		p.free = append(p.free, w)
-		w = nil
+		p.freeMu.Unlock()
+		return
+	}
+	if !p.closed {
+		// Under freeMu, so close cannot free the lane meanwhile.
+		C.caddysnake_lane_forget(p.lane, w.job)
 	}
 	p.freeMu.Unlock()
-	if w != nil {
-		w.unregister()
-	}
+	w.unregister()
 }
 
 // maxIdleSlots bounds the slots kept between bursts (each holds a 32 KiB C
@@ -148,28 +151,41 @@ const maxIdleSlots = 256
 // runs; a request still queued after maxWait gets ErrBusy, and one whose
 // client left while queued errClientGone (it never ran). Then the caller
 // takes the job's output (wsgiRequest.collect).
-func (p *pool) submit(w *worker, n int, cancel <-chan struct{}) error {
+func (p *pool) submit(w *worker, n int, body []byte, cancel <-chan struct{}) error {
 	if p.stopped.Load() {
 		return ErrStopped
 	}
+	bodyPtr, bodyLen := (*C.char)(nil), C.int64_t(-1)
+	if body != nil {
+		bodyLen = C.int64_t(len(body))
+		if len(body) > 0 {
+			bodyPtr = (*C.char)(unsafe.Pointer(&body[0]))
+		}
+	}
 	if C.caddysnake_lane_submit(p.lane, w.job, C.uintptr_t(w.handle()),
-		(*C.char)(unsafe.Pointer(&w.strs.buf[0])), (*C.int32_t)(unsafe.Pointer(&w.strs.ends[0])), C.int(n)) != 0 {
+		(*C.char)(unsafe.Pointer(&w.strs.buf[0])), (*C.int32_t)(unsafe.Pointer(&w.strs.ends[0])), C.int(n),
+		bodyPtr, bodyLen) != 0 {
 		return ErrStopped // or out of memory, which a retry will not cure either
 	}
 	t := time.NewTimer(p.maxWait)
 	defer t.Stop()
 	var err error
-	select {
-	case <-w.news:
-		select { // put the wake-up back for collect
-		case w.news <- struct{}{}:
-		default:
+	for err == nil {
+		select {
+		case <-w.news:
+			if C.caddysnake_lane_started(p.lane, w.job) == 0 {
+				continue // a stale wake-up from the slot's previous request
+			}
+			select { // put the wake-up back for collect
+			case w.news <- struct{}{}:
+			default:
+			}
+			return nil
+		case <-t.C:
+			err = ErrBusy
+		case <-cancel:
+			err = errClientGone
 		}
-		return nil
-	case <-t.C:
-		err = ErrBusy
-	case <-cancel:
-		err = errClientGone
 	}
 	if C.caddysnake_lane_cancel(p.lane, w.job) == 1 {
 		return err
@@ -190,11 +206,11 @@ func (p *pool) close(after func()) {
 		p.threads.Wait()
 		p.doneFile.Close() // the dispatcher takes what is left, then returns
 		<-p.dispatchDone
-		C.caddysnake_lane_free(p.lane)
 		p.freeMu.Lock()
 		free := p.free
 		p.free, p.closed = nil, true
 		p.freeMu.Unlock()
+		C.caddysnake_lane_free(p.lane)
 		for _, w := range free {
 			w.unregister()
 		}
@@ -213,6 +229,7 @@ type worker struct {
 	seq  atomic.Uint32 // bumped per request
 	cur  atomic.Pointer[wsgiRequest]
 	strs cStrings      // the request laid out for C, reused (wsgi.go)
+	body []byte        // a small body read ahead (wsgi.go), reused
 	job  *C.cs_job     // the lane's copy of it, and the response
 	news chan struct{} // cap 1: the job has frames or finished (dispatch)
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -98,8 +99,12 @@ func (a *WSGIApp) Serve(w http.ResponseWriter, r *http.Request) error {
 	*req = wsgiRequest{app: a, w: w, r: r}
 	rc, err := req.run(wk)
 	if err != nil {
+		bodyErr := req.bodyErr
 		*req = wsgiRequest{}
 		requestPool.Put(req)
+		if bodyErr != nil {
+			return bodyError(bodyErr)
+		}
 		switch err {
 		case ErrBusy, ErrStopped:
 			return caddyhttp.Error(http.StatusServiceUnavailable, err)
@@ -134,10 +139,42 @@ func (req *wsgiRequest) run(w *worker) (int, error) {
 	w.seq.Add(1)
 	w.cur.Store(req)
 	defer w.cur.Store(nil)
-	if err := req.app.pool.submit(w, w.marshal(req.r), req.r.Context().Done()); err != nil {
+	body, err := w.preload(req.r)
+	if err != nil {
+		req.bodyErr = err
+		return 0, err
+	}
+	if err := req.app.pool.submit(w, w.marshal(req.r), body, req.r.Context().Done()); err != nil {
 		return 0, err
 	}
 	return req.collect(w), nil
+}
+
+// preloadMax is the largest request body read before the app starts.
+const preloadMax = 64 << 10
+
+// preload reads a small body of known length whole before the job is
+// queued, so wsgi.input hands it out without a call into Go from the worker
+// thread (such a call waits for a Go P). Not for a client that waits for
+// "100 Continue" (the app may refuse the upload), nor for bodies of unknown
+// or large size (streamed: the app may answer while they arrive). nil: no
+// preload.
+func (w *worker) preload(r *http.Request) ([]byte, error) {
+	n := r.ContentLength
+	if n <= 0 || n > preloadMax || r.Body == nil || r.Body == http.NoBody || r.Header.Get("Expect") != "" {
+		return nil, nil
+	}
+	if cap(w.body) < int(n) {
+		w.body = make([]byte, n)
+	}
+	b := w.body[:n]
+	if _, err := io.ReadFull(r.Body, b); err != nil {
+		if err == io.ErrUnexpectedEOF {
+			err = fmt.Errorf("request body shorter than its Content-Length: %w", err)
+		}
+		return nil, err
+	}
+	return b, nil
 }
 
 // collect sends the job's frames as the worker appends them, until the job

@@ -41,18 +41,22 @@ func TestReloadSwitchesAppsWithoutLeakingThreads(t *testing.T) {
 	}
 
 	// Old apps' threads are stopped after their last request: give them a
-	// moment.
+	// moment. An app's worker threads go back to Go's pool of idle threads,
+	// which Go keeps and reuses; while a reload overlaps the old app with
+	// the new one both have theirs, so one app's worth (threads 8) of slack
+	// is not a leak. A leak grows with every reload (10 here).
+	const slack = 8 + 5
 	var last int
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		last = c.threads(t)
-		if last <= first+5 || time.Now().After(deadline) {
+		if last <= first+slack || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Logf("threads after first reload %d, after 11 reloads %d; RSS %d -> %d KiB", first, last, rss0>>10, c.rss(t)>>10)
-	if last > first+5 {
+	if last > first+slack {
 		t.Errorf("thread count grew from %d after the first reload to %d after 11 (threads of old apps are not stopped)", first, last)
 	}
 }

@@ -296,7 +296,7 @@ static PyObject *cs_read1(PyObject *mod, PyObject *const *args, Py_ssize_t nargs
 static int64_t send_frame(uintptr_t h, int status, cs_str *pairs, size_t npairs, char *data, size_t len,
                           int flush) {
 	cs_job *j = cs_current_job;
-	if (j != NULL && j->handle == h) {
+	if (j != NULL && j->handle == h && !j->inline_run) {
 		return cs_job_write(j, status, pairs, npairs, data, len, flush);
 	}
 	int64_t rc;
@@ -312,7 +312,8 @@ static PyObject *write_error(PyObject *mod, uintptr_t h, int64_t rc) {
 	if (rc == GO_NO_MEMORY) {
 		return PyErr_NoMemory();
 	}
-	if (rc == GO_CLIENT_GONE && cs_current_job != NULL && cs_current_job->handle == h) {
+	if (rc == GO_CLIENT_GONE && cs_current_job != NULL && cs_current_job->handle == h &&
+	    !cs_current_job->inline_run) {
 		// Go said so through the job: no message to fetch from Go.
 		PyErr_SetString(state_of(mod)->client_disconnected, "client disconnected");
 		return NULL;

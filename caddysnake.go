@@ -77,15 +77,17 @@ type Handler struct {
 	// Caddy is linked against. Default: none.
 	Venv string `json:"venv,omitempty"`
 
-	// How many requests of the app run Python at once (per interpreter).
-	// Each runs on the OS thread of the Go goroutine serving it, and a
-	// thread keeps one Python thread state per interpreter, so
-	// threading.local works. With the GIL, more than one overlaps waiting
-	// (I/O, sleeps) rather than computing. Default: 16.
+	// How many Python worker threads run the app's requests (per
+	// interpreter), hence at most how many run at once. Requests queue for
+	// them in arrival order. Under the GIL one worker runs while jobs keep
+	// starting; another joins only when every running one is blocked (I/O,
+	// sleeps) for a millisecond, so threads overlap waiting, not computing.
+	// Each thread keeps its own Python thread state, so threading.local
+	// works. Default: 16.
 	Threads int `json:"threads,omitempty"`
 
-	// How long a request may wait for one of those slots before it is answered
-	// 503 Service Unavailable. Default: 30s.
+	// How long a request may wait in that queue before a worker takes it;
+	// after that it is answered 503 Service Unavailable. Default: 30s.
 	MaxWait caddy.Duration `json:"max_wait,omitempty"`
 
 	// ASGI lifespan protocol: "on" (the app must support it; a startup

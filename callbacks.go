@@ -1,8 +1,10 @@
 package caddysnake
 
-// The go_* functions below are called from C (caddysnake.c) on the
-// request's own thread, with the GIL released, while a request is in
-// flight. They carry the request as a handle (threads.go), never a Go
+// The go_* functions below are called from C (caddysnake.c) with the GIL
+// released, while a request is in flight: from the worker thread running
+// it (reading a large or streamed body, sendfile, logging) or from a thread
+// the app started (writes; the worker's own writes go through the job,
+// lanes.c). They carry the request as a handle (threads.go), never a Go
 // pointer.
 
 // #include "caddysnake.h"

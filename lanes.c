@@ -32,6 +32,7 @@
 #include "lanes.h"
 
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
@@ -55,11 +56,13 @@ struct cs_lane {
 	int ready_signaled;              // done_fd written since the last empty take
 	int64_t held_since;              // news held back since (0: none), see job_notify
 	int idle;                        // workers waiting on work
-	int active;                      // workers running jobs (or waiting for the GIL to)
+	int active;                      // workers running jobs (or waiting for the GIL to), and inline runs
+	int limit;                       // at most this many active: `threads`
 	int has_watcher;                 // an idle worker watches for stalls (await_turn)
 	int watcher_asleep;              // it waits untimed: nothing to watch
 	struct active_worker *actives;   // the active workers, for the watcher
 	uint64_t started;                // jobs taken so far: the watcher's progress mark
+	_Atomic int64_t job_ns;          // moving average of a job's wall time (serve_job)
 	int stopping;
 };
 
@@ -70,11 +73,38 @@ struct cs_lane {
 // The longest a worker holds back news for Go while jobs wait (job_notify).
 #define HOLD_NS 1000000
 
+// Jobs that take less than this on average (wall time) run on the calling
+// Go thread when the lane is idle (caddysnake_lane_run_inline): for a
+// hello-world app the hand-over to a worker costs more than the cache
+// misses it saves; from a Flask view upwards it is the other way round.
+#define INLINE_MAX_NS 20000
+
 // An active worker, linked into its lane while it runs jobs.
 struct active_worker {
 	pid_t tid;
 	struct active_worker *next, **prevp;
 };
+
+// With mu held: a is running jobs (for the watcher, and active counts).
+static void link_active(cs_lane *l, struct active_worker *a) {
+	if (l->active++ == 0 && l->watcher_asleep) {
+		pthread_cond_signal(&l->watch); // busy again: start ticking
+	}
+	a->next = l->actives;
+	a->prevp = &l->actives;
+	if (l->actives != NULL) {
+		l->actives->prevp = &a->next;
+	}
+	l->actives = a;
+}
+
+static void unlink_active(cs_lane *l, struct active_worker *a) {
+	l->active--;
+	*a->prevp = a->next;
+	if (a->next != NULL) {
+		a->next->prevp = a->prevp;
+	}
+}
 
 // Whether thread tid of this process is running or runnable (as opposed to
 // sleeping: blocked on I/O, a lock, the GIL), from /proc. Unknown counts as
@@ -149,7 +179,7 @@ void caddysnake_job_free(cs_job *j) {
 	}
 }
 
-cs_lane *caddysnake_lane_new(cs_interp *ci, PyObject *app, int done_fd) {
+cs_lane *caddysnake_lane_new(cs_interp *ci, PyObject *app, int done_fd, int threads) {
 	cs_lane *l = calloc(1, sizeof *l);
 	if (l == NULL) {
 		return NULL;
@@ -157,6 +187,7 @@ cs_lane *caddysnake_lane_new(cs_interp *ci, PyObject *app, int done_fd) {
 	l->ci = ci;
 	l->app = app;
 	l->done_fd = done_fd;
+	l->limit = threads;
 	pthread_mutex_init(&l->mu, NULL);
 	pthread_condattr_t attr;
 	pthread_condattr_init(&attr);
@@ -173,6 +204,19 @@ void caddysnake_lane_free(cs_lane *l) {
 	pthread_mutex_destroy(&l->mu);
 	free(l);
 }
+
+static int inline_ok(cs_lane *l);
+
+// With mu held: wakes a thread to take the queued jobs, an idle worker if
+// there is one, else the watcher (the last idle thread).
+static void wake_taker(cs_lane *l) {
+	if (l->idle > 0) {
+		pthread_cond_signal(&l->work);
+	} else if (l->has_watcher) {
+		pthread_cond_signal(&l->watch);
+	}
+}
+static void run_inline(cs_lane *l, cs_job *j);
 
 // Copies the request into j's own buffers: Go reuses its buffer as soon as
 // the submit call returns, and the worker reads the copy later.
@@ -222,9 +266,6 @@ int caddysnake_lane_submit(cs_lane *l, cs_job *j, uintptr_t handle, const char *
 		j->body_len = (size_t)body_len;
 	}
 	j->lane = l;
-	pthread_mutex_lock(&l->mu);
-	j->handle = handle; // under mu: take_done reads it
-	pthread_mutex_unlock(&l->mu);
 	j->rc = -1;
 	j->out->n = 0;
 	// next_ready and ready stay: the job may still be on the ready list
@@ -238,6 +279,11 @@ int caddysnake_lane_submit(cs_lane *l, cs_job *j, uintptr_t handle, const char *
 		pthread_mutex_unlock(&l->mu);
 		return -1;
 	}
+	j->handle = handle; // under mu: take_done reads it
+	if (inline_ok(l)) {
+		run_inline(l, j);
+		return 1;
+	}
 	j->state = JOB_QUEUED;
 	if (l->tail != NULL) {
 		l->tail->next = j;
@@ -248,11 +294,7 @@ int caddysnake_lane_submit(cs_lane *l, cs_job *j, uintptr_t handle, const char *
 	// Someone must take it if no worker is active (without a GIL: if any
 	// is idle); else the active ones will, or the watcher sees them stall.
 	if (l->active == 0 || !HAS_GIL) {
-		if (l->idle > 0) {
-			pthread_cond_signal(&l->work);
-		} else if (l->has_watcher) {
-			pthread_cond_signal(&l->watch); // the last idle thread: it takes it
-		}
+		wake_taker(l);
 	}
 	pthread_mutex_unlock(&l->mu);
 	return 0;
@@ -558,8 +600,8 @@ static int watch(cs_lane *l) {
 		quiet = l->active == 0 && l->head == NULL ? quiet + 1 : 0;
 		// Jobs wait, none started for a tick, and every active worker
 		// sleeps: they are blocked with the GIL released. Join in.
-		if (l->head != NULL && l->started == mark && actives_blocked(l) && l->head != NULL &&
-		    l->started == mark) {
+		if (l->head != NULL && l->started == mark && l->active < l->limit && actives_blocked(l) &&
+		    l->head != NULL && l->started == mark && l->active < l->limit) {
 			return 1;
 		}
 	}
@@ -568,7 +610,7 @@ static int watch(cs_lane *l) {
 // With mu held: waits until this worker should run jobs (1) or leave (0).
 static int await_turn(cs_lane *l) {
 	for (;;) {
-		if (l->head != NULL && (l->active == 0 || !HAS_GIL)) {
+		if (l->head != NULL && (l->active == 0 || (!HAS_GIL && l->active < l->limit))) {
 			return 1;
 		}
 		if (l->head == NULL && l->stopping) {
@@ -592,6 +634,52 @@ static int await_turn(cs_lane *l) {
 	}
 }
 
+// Runs j with the GIL held and keeps the moving average of job times that
+// caddysnake_lane_run_inline goes by.
+static int serve_job(cs_lane *l, cs_job *j) {
+	int64_t t0 = now_ns();
+	cs_current_job = j;
+	int rc = cs_wsgi_serve(l->ci, l->app, j->handle, j->buf, j->ends, j->n, j->out);
+	cs_current_job = NULL;
+	int64_t avg = atomic_load_explicit(&l->job_ns, memory_order_relaxed);
+	atomic_store_explicit(&l->job_ns, avg + (now_ns() - t0 - avg) / 8, memory_order_relaxed);
+	return rc;
+}
+
+// Whether submit should run j on the calling thread; with mu held.
+static int inline_ok(cs_lane *l) {
+	// Under a GIL, only when nothing runs or waits: a queued job keeps its
+	// turn, and a second runner would only wait for the GIL.
+	return atomic_load_explicit(&l->job_ns, memory_order_relaxed) <= INLINE_MAX_NS && !l->stopping &&
+	       l->head == NULL && (HAS_GIL ? l->active == 0 : l->active < l->limit);
+}
+
+// Runs j on the calling Go thread; called with mu held, returns without.
+static void run_inline(cs_lane *l, cs_job *j) {
+	struct active_worker me = {.tid = (pid_t)syscall(SYS_gettid)};
+	link_active(l, &me);
+	j->state = JOB_RUNNING;
+	j->inline_run = 1;
+	l->started++;
+	pthread_mutex_unlock(&l->mu);
+	int kept = cs_request_enter(l->ci);
+	if (kept < 0) {
+		const char msg[] = "python: out of memory for a thread state";
+		go_log(j->handle, 3, (char *)msg, sizeof msg - 1);
+	} else {
+		j->rc = serve_job(l, j);
+		cs_request_leave(l->ci, kept);
+	}
+	pthread_mutex_lock(&l->mu);
+	unlink_active(l, &me);
+	j->state = JOB_IDLE;
+	j->inline_run = 0;
+	if (l->head != NULL && l->active == 0) {
+		wake_taker(l); // jobs queued meanwhile
+	}
+	pthread_mutex_unlock(&l->mu);
+}
+
 void caddysnake_lane_work(cs_lane *l) {
 	struct active_worker me = {.tid = (pid_t)syscall(SYS_gettid)};
 	// SCHED_BATCH: a job submitted to a sleeping worker does not preempt
@@ -603,15 +691,7 @@ void caddysnake_lane_work(cs_lane *l) {
 	int batch = sched_setscheduler(0, SCHED_BATCH, &sp) == 0;
 	pthread_mutex_lock(&l->mu);
 	while (await_turn(l)) {
-		if (l->active++ == 0 && l->watcher_asleep) {
-			pthread_cond_signal(&l->watch); // busy again: start ticking
-		}
-		me.next = l->actives;
-		me.prevp = &l->actives;
-		if (l->actives != NULL) {
-			l->actives->prevp = &me.next;
-		}
-		l->actives = &me;
+		link_active(l, &me);
 		pthread_mutex_unlock(&l->mu);
 		int kept = cs_request_enter(l->ci); // waits for the GIL
 		cs_job *j;
@@ -624,19 +704,12 @@ void caddysnake_lane_work(cs_lane *l) {
 			}
 		} else {
 			while ((j = job_take(l)) != NULL) {
-				cs_current_job = j;
-				int rc = cs_wsgi_serve(l->ci, l->app, j->handle, j->buf, j->ends, j->n, j->out);
-				cs_current_job = NULL;
-				job_done(l, j, rc);
+				job_done(l, j, serve_job(l, j));
 			}
 			cs_request_leave(l->ci, kept);
 		}
 		pthread_mutex_lock(&l->mu);
-		l->active--;
-		*me.prevp = me.next;
-		if (me.next != NULL) {
-			me.next->prevp = me.prevp;
-		}
+		unlink_active(l, &me);
 	}
 	pthread_mutex_unlock(&l->mu);
 	if (batch) {

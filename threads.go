@@ -62,7 +62,7 @@ func newPool(ci *C.cs_interp, app *C.PyObject, threads int, maxWait time.Duratio
 	if err != nil {
 		return nil, fmt.Errorf("eventfd: %w", err)
 	}
-	lane := C.caddysnake_lane_new(ci, app, C.int(fd))
+	lane := C.caddysnake_lane_new(ci, app, C.int(fd), C.int(threads))
 	if lane == nil {
 		unix.Close(fd)
 		return nil, errors.New("python: out of memory for a request queue")
@@ -162,9 +162,12 @@ func (p *pool) submit(w *worker, n int, body []byte, cancel <-chan struct{}) err
 			bodyPtr = (*C.char)(unsafe.Pointer(&body[0]))
 		}
 	}
-	if C.caddysnake_lane_submit(p.lane, w.job, C.uintptr_t(w.handle()),
+	switch C.caddysnake_lane_submit(p.lane, w.job, C.uintptr_t(w.handle()),
 		(*C.char)(unsafe.Pointer(&w.strs.buf[0])), (*C.int32_t)(unsafe.Pointer(&w.strs.ends[0])), C.int(n),
-		bodyPtr, bodyLen) != 0 {
+		bodyPtr, bodyLen) {
+	case 1:
+		return errRanInline
+	case -1:
 		return ErrStopped // or out of memory, which a retry will not cure either
 	}
 	t := time.NewTimer(p.maxWait)
@@ -219,6 +222,10 @@ func (p *pool) close(after func()) {
 }
 
 var errClientGone = errors.New("python: client went away while queued")
+
+// errRanInline: submit ran the job on the calling thread; its result is in
+// the job already.
+var errRanInline = errors.New("ran inline")
 
 // worker is a request slot: C's job and the callbacks reach it through its
 // handle.

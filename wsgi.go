@@ -144,10 +144,18 @@ func (req *wsgiRequest) run(w *worker) (int, error) {
 		req.bodyErr = err
 		return 0, err
 	}
-	if err := req.app.pool.submit(w, w.marshal(req.r), body, req.r.Context().Done()); err != nil {
+	switch err := req.app.pool.submit(w, w.marshal(req.r), body, req.r.Context().Done()); err {
+	case nil:
+		return req.collect(w), nil
+	case errRanInline:
+		rc := int(w.job.rc)
+		if out := w.job.out; out.n > 0 && !req.sendWhole(out) {
+			rc = wsgiBridgeError
+		}
+		return rc, nil
+	default:
 		return 0, err
 	}
-	return req.collect(w), nil
 }
 
 // preloadMax is the largest request body read before the app starts.

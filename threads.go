@@ -45,12 +45,14 @@ var (
 type pool struct {
 	lane     *C.cs_lane
 	doneFile *os.File // the eventfd the lane writes when jobs finish
-	stop     chan struct{}
 	stopped  atomic.Bool
 	maxWait  time.Duration
 
 	threads      sync.WaitGroup // the worker threads
 	dispatchDone chan struct{}
+	users        atomic.Int64  // requests using the lane (enter, leave)
+	drained      chan struct{} // closed once stopped and users is 0
+	drainedOnce  sync.Once
 
 	freeMu sync.Mutex
 	free   []*worker // idle request slots, reused
@@ -69,8 +71,8 @@ func newPool(ci *C.cs_interp, app *C.PyObject, threads int, maxWait time.Duratio
 	}
 	// A non-blocking fd: os.NewFile hands it to the netpoller, so the
 	// dispatcher's Read parks a goroutine, not a thread.
-	p := &pool{lane: lane, doneFile: os.NewFile(uintptr(fd), "wsgi-done"), stop: make(chan struct{}),
-		maxWait: maxWait, dispatchDone: make(chan struct{})}
+	p := &pool{lane: lane, doneFile: os.NewFile(uintptr(fd), "wsgi-done"),
+		maxWait: maxWait, dispatchDone: make(chan struct{}), drained: make(chan struct{})}
 	p.threads.Add(threads)
 	for i := 0; i < threads; i++ {
 		go func() {
@@ -110,6 +112,25 @@ func (p *pool) dispatch() {
 		if err != nil {
 			return
 		}
+	}
+}
+
+// enter admits a request to the lane (false once the pool is closing); it
+// must leave when it is done with the lane, its slot put back. A request
+// may run inline or still call into the lane while close has stopped the
+// workers: close frees the lane only after the last one left.
+func (p *pool) enter() bool {
+	p.users.Add(1)
+	if p.stopped.Load() {
+		p.leave()
+		return false
+	}
+	return true
+}
+
+func (p *pool) leave() {
+	if p.users.Add(-1) == 0 && p.stopped.Load() {
+		p.drainedOnce.Do(func() { close(p.drained) })
 	}
 }
 
@@ -203,12 +224,15 @@ func (p *pool) close(after func()) {
 	if p.stopped.Swap(true) {
 		return
 	}
-	close(p.stop)
 	C.caddysnake_lane_stop(p.lane)
 	go func() {
 		p.threads.Wait()
 		p.doneFile.Close() // the dispatcher takes what is left, then returns
 		<-p.dispatchDone
+		if p.users.Load() == 0 {
+			p.drainedOnce.Do(func() { close(p.drained) })
+		}
+		<-p.drained
 		p.freeMu.Lock()
 		free := p.free
 		p.free, p.closed = nil, true

@@ -91,6 +91,10 @@ var requestPool = sync.Pool{New: func() any { return new(wsgiRequest) }}
 // Serve runs one request through the app on one of its worker threads.
 func (a *WSGIApp) Serve(w http.ResponseWriter, r *http.Request) error {
 	allowFullDuplex(w, r)
+	if !a.pool.enter() {
+		return caddyhttp.Error(http.StatusServiceUnavailable, ErrStopped)
+	}
+	defer a.pool.leave()
 	wk := a.pool.get()
 	// Even on a panic: the slot goes back only once the job is over (run
 	// returns after the result came, or after the job left the queue).

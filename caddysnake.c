@@ -382,6 +382,12 @@ static PyObject *cs_sendfile(PyObject *mod, PyObject *const *args, Py_ssize_t na
 	if (flatten_headers(args[2], &keep, stack, &pairs, &npairs) < 0) {
 		return NULL;
 	}
+	cs_job *j = cs_current_job;
+	if (j != NULL && j->handle == h && !j->inline_run && cs_job_drain(j) < 0) {
+		// Go writes the file itself: the frames before it must be out first.
+		free_headers(keep, stack, pairs);
+		return write_error(mod, h, GO_CLIENT_GONE);
+	}
 	int64_t sent;
 	Py_BEGIN_ALLOW_THREADS
 	sent = go_sendfile(h, args[2] == Py_None ? 0 : status, pairs, npairs, fd, offset, count);

@@ -206,6 +206,8 @@ void caddysnake_lane_free(cs_lane *l) {
 }
 
 static int inline_ok(cs_lane *l);
+static int ready_locked(cs_lane *l, cs_job *j);
+static void flush_held(cs_lane *l);
 
 // With mu held: wakes a thread to take the queued jobs, an idle worker if
 // there is one, else the watcher (the last idle thread).
@@ -406,6 +408,15 @@ static void write_done_fd(cs_lane *l) {
 // a whole batch costs two.
 static void job_notify(cs_lane *l, cs_job *j) {
 	pthread_mutex_lock(&l->mu);
+	int wake = ready_locked(l, j);
+	pthread_mutex_unlock(&l->mu);
+	if (wake) {
+		write_done_fd(l);
+	}
+}
+
+// job_notify's work, with mu held; returns whether to write done_fd.
+static int ready_locked(cs_lane *l, cs_job *j) {
 	if (!j->ready) {
 		j->ready = 1;
 		if (l->ready_tail != NULL) {
@@ -415,19 +426,19 @@ static void job_notify(cs_lane *l, cs_job *j) {
 		}
 		l->ready_tail = j;
 	}
-	int wake = 0;
-	if (!l->ready_signaled) {
-		int64_t now = HAS_GIL && l->head != NULL ? now_ns() : 0;
-		if (now == 0 || (l->held_since != 0 && now - l->held_since >= HOLD_NS)) {
-			wake = wake_go(l);
-		} else if (l->held_since == 0) {
-			l->held_since = now;
-		}
+	if (l->ready_signaled) {
+		return 0;
 	}
-	pthread_mutex_unlock(&l->mu);
-	if (wake) {
-		write_done_fd(l);
+	// Hold back only while a watcher ticks: it is what flushes news a
+	// blocked worker holds.
+	int64_t now = HAS_GIL && l->head != NULL && l->has_watcher && !l->watcher_asleep ? now_ns() : 0;
+	if (now == 0 || (l->held_since != 0 && now - l->held_since >= HOLD_NS)) {
+		return wake_go(l);
 	}
+	if (l->held_since == 0) {
+		l->held_since = now;
+	}
+	return 0;
 }
 
 // Sends news held back by job_notify. With mu held; unlocks and relocks it.
@@ -442,14 +453,35 @@ static void flush_held(cs_lane *l) {
 // The job is over: its frames and rc are final. The worker must not touch
 // j afterwards (Go reuses it once it has taken everything).
 static void job_done(cs_lane *l, cs_job *j, int rc) {
+	// On the ready list before Go can see finished: once it does, it may
+	// reuse or free j (lock order: the lane's mu, then the job's).
 	pthread_mutex_lock(&l->mu);
 	j->state = JOB_DONE;
-	pthread_mutex_unlock(&l->mu);
+	int wake = ready_locked(l, j);
 	pthread_mutex_lock(&j->mu);
 	j->rc = rc;
 	j->finished = 1;
 	pthread_mutex_unlock(&j->mu);
-	job_notify(l, j);
+	pthread_mutex_unlock(&l->mu);
+	if (wake) {
+		write_done_fd(l);
+	}
+}
+
+int cs_job_drain(cs_job *j) {
+	int gone;
+	Py_BEGIN_ALLOW_THREADS
+	pthread_mutex_lock(&j->lane->mu);
+	flush_held(j->lane);
+	pthread_mutex_unlock(&j->lane->mu);
+	pthread_mutex_lock(&j->mu);
+	while (j->pending > 0 && !j->gone) {
+		pthread_cond_wait(&j->drained, &j->mu);
+	}
+	gone = j->gone;
+	pthread_mutex_unlock(&j->mu);
+	Py_END_ALLOW_THREADS
+	return gone ? -1 : 0;
 }
 
 void caddysnake_job_take(cs_job *j, cs_take *t) {
@@ -614,12 +646,16 @@ static int await_turn(cs_lane *l) {
 			return 1;
 		}
 		if (l->head == NULL && l->stopping) {
+			// Workers that went back to sleep while others ran must leave too.
+			pthread_cond_broadcast(&l->work);
+			pthread_cond_broadcast(&l->watch);
 			return 0;
 		}
 		if (HAS_GIL && !l->has_watcher) {
 			l->has_watcher = 1;
 			int run = watch(l);
 			l->has_watcher = 0;
+			flush_held(l); // nobody ticks now: held news must not wait
 			if (l->idle > 0) {
 				pthread_cond_signal(&l->work); // a successor watcher (or a leaver)
 			}

@@ -110,6 +110,10 @@ extern _Thread_local cs_job *cs_current_job;
 // OUTBOX_LIMIT behind. 0, GO_CLIENT_GONE (-1) or -3 (out of memory).
 int cs_job_write(cs_job *j, int status, const cs_str *pairs, size_t npairs, const char *data, size_t len,
                  int flush);
+// With the GIL, on the job's worker: waits (without the GIL) until Go sent
+// every frame, before the worker writes to the client itself (sendfile).
+// 0, or -1 if the client left.
+int cs_job_drain(cs_job *j);
 
 // A worker thread's life (a Go-made thread with no Python thread state):
 // runs jobs until caddysnake_lane_stop and an empty queue.

@@ -23,6 +23,7 @@ COLOURS = {
     "granian": "#2166ac",
     "uvicorn": "#b2182b",
     "gunicorn": "#e08214",
+    "gunicorn-16t": "#b35806",
     "caddy+granian": "#92c5de",
     "caddy+uvicorn": "#f4a582",
     "caddy+gunicorn": "#fdb863",

@@ -53,6 +53,7 @@ HELLO_JSON = {"message": "Hello, world!"}
 
 MODULE_THREADS = 16  # `threads` of the module's python block
 GUNICORN_THREADS = 4  # gunicorn gthread: 1 worker x 4 threads
+GUNICORN_SAME = f"gunicorn-{MODULE_THREADS}t"  # gthread with the module's thread count (wsgi-sleep-10ms)
 
 SERVER_CPU = "0"  # --cores 1: every server process is pinned here ...
 WRK_CPU = "1"  # ... and wrk here
@@ -120,6 +121,10 @@ def servers_for(cfg: Config, suite: str) -> list[str]:
     else:
         peers = ["granian", "uvicorn"]
     names += peers
+    if cfg.name == "wsgi-sleep-10ms":
+        # The bar for blocking handlers compares equal thread counts: gunicorn
+        # with as many threads as the module's `threads`.
+        names.append(GUNICORN_SAME)
     names += ["caddy+" + p for p in peers]
     return names
 
@@ -319,9 +324,10 @@ def peer_argv(peer: str, cfg: Config, port: int) -> list[str]:
                 "--port", str(port), "--workers", "1", "--loop", "uvloop",
                 "--http", "httptools", "--no-access-log", "--log-level", "warning",
                 "--app-dir", str(APPS)]
-    if peer == "gunicorn":
+    if peer in ("gunicorn", GUNICORN_SAME):
+        threads = GUNICORN_THREADS if peer == "gunicorn" else MODULE_THREADS
         return [str(vbin / "gunicorn"), "--workers", "1", "--worker-class", "gthread",
-                "--threads", str(GUNICORN_THREADS), "--bind", f"127.0.0.1:{port}",
+                "--threads", str(threads), "--bind", f"127.0.0.1:{port}",
                 "--chdir", str(APPS), "--log-level", "warning", cfg.target]
     raise ValueError(peer)
 
@@ -800,7 +806,7 @@ def verdict_line(result: dict, placement: str, config: str, rows: list[dict]) ->
         top = max(ok, key=lambda s: s["rps_median"])
         return top["server"]
 
-    for label, pred in (("best peer", lambda n: n in ("granian", "uvicorn", "gunicorn")),
+    for label, pred in (("best peer", lambda n: n in ("granian", "uvicorn", "gunicorn", GUNICORN_SAME)),
                         ("best reverse_proxy peer", is_proxy)):
         b = best(pred)
         if b is None:

@@ -1,7 +1,12 @@
 package tests
 
 import (
+	"errors"
 	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -58,5 +63,73 @@ func TestReloadSwitchesAppsWithoutLeakingThreads(t *testing.T) {
 	t.Logf("threads after first reload %d, after 11 reloads %d; RSS %d -> %d KiB", first, last, rss0>>10, c.rss(t)>>10)
 	if last > first+slack {
 		t.Errorf("thread count grew from %d after the first reload to %d after 11 (threads of old apps are not stopped)", first, last)
+	}
+}
+
+// Reloads while requests keep coming: the old app's pool is closed under
+// load (requests run inline on their goroutine's thread, queued on worker
+// threads, or stream frames while it closes). The process must survive and
+// go on serving, no request may hang or get a 500, and the old lane and
+// interpreter must go only after the last request left them.
+//
+// Tolerated, because they are how a server shutting down behaves, not this
+// module: a keep-alive connection the old server closes while a request is
+// on its way (EOF, connection reset), and 503 "app is shutting down" for a
+// request that reached the old app after Caddy cleaned it up.
+func TestReloadUnderLoad(t *testing.T) {
+	t.Parallel()
+	sites := []string{
+		pySite("http://127.0.0.1:{{PORT}}", "wsgi_alpha:app", "threads 4"),
+		pySite("http://127.0.0.1:{{PORT}}", "wsgi_memory:app", "threads 2"),
+	}
+	c := startCaddy(t, sites[0])
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var ok, tolerated atomic.Int64
+	errs := make(chan string, 16)
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				status, b, err := c.fetch("GET", "/hello", nil)
+				switch {
+				case err == nil && status == 200 && (string(b) == "A:/hello" || string(b) == "hello \n"):
+					ok.Add(1)
+				case err == nil && status == 503,
+					err != nil && (errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)):
+					tolerated.Add(1)
+				default: // a 500, a wrong body, a timeout (a hung request)
+					select {
+					case errs <- fmt.Sprintf("GET /hello (goroutine %d, request %d): %d %q %v", g, i, status, b, err):
+					default:
+					}
+					return
+				}
+			}
+		}(g)
+	}
+	for i := 1; i <= 6; i++ {
+		time.Sleep(150 * time.Millisecond)
+		c.reload(t, sites[i%2])
+	}
+	time.Sleep(150 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+	t.Logf("%d requests served, %d cut by the reloads", ok.Load(), tolerated.Load())
+	if ok.Load() < 100 {
+		t.Errorf("only %d requests served across 6 reloads", ok.Load())
+	}
+	if got := string(c.get(t, "/after", 200)); got != "A:/after" {
+		t.Errorf("after the reloads: %q, want the last app's answer", got)
 	}
 }

@@ -15,20 +15,21 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Defaults of the request slots, documented on the Handler fields.
+// Defaults of the worker threads and the queue, documented on the Handler
+// fields.
 const (
 	// DefaultThreads: under the GIL only one thread runs Python at a time, so
 	// more than one request in Python exists to overlap waiting (database,
 	// upstream HTTP, slow clients); 16 covers typical I/O-bound apps.
 	DefaultThreads = 16
-	// DefaultMaxWait bounds how long a request queues for a free slot
+	// DefaultMaxWait bounds how long a request queues for a worker thread
 	// before it gets 503: long enough to ride out a burst, short enough that
 	// an overloaded app sheds load instead of piling up connections.
 	DefaultMaxWait = 30 * time.Second
 )
 
 var (
-	// ErrBusy: every slot stayed busy for max_wait.
+	// ErrBusy: no worker thread took the request within max_wait.
 	ErrBusy = errors.New("python: all threads are busy (raise threads or max_wait)")
 	// ErrStopped: the app is being replaced or shut down.
 	ErrStopped = errors.New("python: app is shutting down")

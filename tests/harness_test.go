@@ -98,15 +98,22 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// freePort asks the kernel for a free loopback port.
-func freePort(t *testing.T) int {
+// freePorts asks the kernel for n distinct free loopback ports: every
+// listener stays open until all are chosen, since a port closed at once can
+// be handed out again by the next request (seen in CI: a site port equal to
+// https_port, which Caddy refuses).
+func freePorts(t *testing.T, n int) []int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("free port: %v", err)
+	ports := make([]int, n)
+	for i := range ports {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("free port: %v", err)
+		}
+		defer l.Close()
+		ports[i] = l.Addr().(*net.TCPAddr).Port
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return ports
 }
 
 // siteOpts are the knobs of the global options block.
@@ -182,16 +189,17 @@ func childEnv(dir string) []string {
 // caddy and waits until {{PORT}} accepts connections.
 func startCaddy(t *testing.T, sites string, opts ...siteOpts) *caddy {
 	t.Helper()
+	ports := freePorts(t, 5)
 	c := &caddy{
 		t:         t,
 		dir:       t.TempDir(),
 		log:       &syncBuffer{},
 		done:      make(chan struct{}),
-		adminPort: freePort(t),
-		Port:      freePort(t),
-		Port2:     freePort(t),
-		httpPort:  freePort(t),
-		httpsPort: freePort(t),
+		adminPort: ports[0],
+		Port:      ports[1],
+		Port2:     ports[2],
+		httpPort:  ports[3],
+		httpsPort: ports[4],
 	}
 	if len(opts) > 0 {
 		c.opts = opts[0]
@@ -407,13 +415,14 @@ func (c *caddy) threads(t *testing.T) int {
 // filled in as for startCaddy, with auto_https off) and returns its output.
 func validate(t *testing.T, sites string) (string, error) {
 	t.Helper()
+	ports := freePorts(t, 5)
 	c := &caddy{
 		dir:       t.TempDir(),
-		adminPort: freePort(t),
-		Port:      freePort(t),
-		Port2:     freePort(t),
-		httpPort:  freePort(t),
-		httpsPort: freePort(t),
+		adminPort: ports[0],
+		Port:      ports[1],
+		Port2:     ports[2],
+		httpPort:  ports[3],
+		httpsPort: ports[4],
 	}
 	cfg := filepath.Join(c.dir, "Caddyfile")
 	if err := os.WriteFile(cfg, []byte(c.caddyfile(sites)), 0o644); err != nil {

@@ -148,18 +148,19 @@ func (req *wsgiRequest) run(w *worker) (int, error) {
 		req.bodyErr = err
 		return 0, err
 	}
+	var rc int
 	switch err := req.app.pool.submit(w, w.marshal(req.r), body, req.r.Context().Done()); err {
 	case nil:
-		return req.collect(w), nil
+		rc = req.collect(w)
 	case errRanInline:
-		rc := int(w.job.rc)
-		if out := w.job.out; out.n > 0 && !req.sendWhole(out) {
-			rc = wsgiBridgeError
-		}
-		return rc, nil
+		rc = int(w.job.rc)
 	default:
 		return 0, err
 	}
+	if out := w.job.out; out.n > 0 && !req.sendWhole(out) {
+		rc = wsgiBridgeError
+	}
+	return rc, nil
 }
 
 // preloadMax is the largest request body read before the app starts.
@@ -190,8 +191,8 @@ func (w *worker) preload(r *http.Request) ([]byte, error) {
 }
 
 // collect sends the job's frames as the worker appends them, until the job
-// finished; then a response the app produced whole. Returns the job's
-// result code.
+// finished (run then sends a response the app produced whole). Returns the
+// job's result code.
 func (req *wsgiRequest) collect(w *worker) int {
 	var t C.cs_take
 	gone := false
@@ -208,11 +209,7 @@ func (req *wsgiRequest) collect(w *worker) int {
 			break
 		}
 	}
-	rc := int(t.rc)
-	if out := w.job.out; out.n > 0 && !req.sendWhole(out) {
-		rc = wsgiBridgeError
-	}
-	return rc
+	return int(t.rc)
 }
 
 // sendFrames sends frames (lanes.h, cs_frame) to the client; false once it

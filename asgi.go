@@ -1,12 +1,13 @@
 package caddysnake
 
-// #include "caddysnake.h"
+// #include "asgi_queues.h"
 // #include <stdlib.h>
 import "C"
 
 import (
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -19,13 +20,17 @@ import (
 
 // How an ASGI app runs: one asyncio event loop per app, on its own OS
 // thread with its own PyThreadState (caddysnake.asgi.run_loop). Go never
-// calls into Python per message: it appends events to the app's queue and
-// wakes the loop through an eventfd, once per batch; the loop drains the
-// queue in one call. Python never blocks on Go either: its calls only queue
-// work for the request's goroutine (ServeHTTP), which writes to the client
-// and reports completion as another event. So a slow client stalls only its
-// own coroutine (send awaits the completion: backpressure), and thousands of
-// connections need no more threads than one.
+// calls into Python per message: it posts events into the app's inbox (C
+// memory, asgi_queues.c) and wakes the loop through an eventfd, once per
+// batch; the loop drains the inbox in one call. Python never blocks on Go,
+// nor calls it for an HTTP request: its calls append commands to the
+// request's outbox and wake one dispatcher goroutine through another
+// eventfd, once per batch; the dispatcher wakes the request goroutines
+// (ServeHTTP), which write to the client and report what Python waits for
+// as events. A small body's send() is over once it is copied; past
+// AOUTBOX_LIMIT unsent bytes, or for a large body, send awaits its
+// completion event: backpressure. So a slow client stalls only its own
+// coroutine, and thousands of connections need no more threads than one.
 
 // Event kinds, shared with caddysnake.c (event_object) and asgi.py.
 const (
@@ -76,23 +81,23 @@ type ASGIOptions struct {
 
 // ASGIApp is one imported ASGI app and the event loop that runs it.
 type ASGIApp struct {
-	target  string
-	interp  *interpreter
-	opts    ASGIOptions
-	obj     *C.PyObject
-	handle  uintptr
-	wakeFd  int // the eventfd the loop waits on; -1 once closed (guarded by mu after start)
-	logger  *zap.Logger
-	closing atomic.Bool
+	target   string
+	interp   *interpreter
+	opts     ASGIOptions
+	obj      *C.PyObject
+	handle   uintptr
+	queues   *C.cs_aapp // the inbox and the requests' outboxes
+	wakeFd   int        // the eventfd the loop waits on
+	newsFile *os.File   // the eventfd the loop writes when requests have commands
+	logger   *zap.Logger
+	closing  atomic.Bool
 
-	mu       sync.Mutex
-	queue    []asgiEvent
-	signaled bool // the eventfd was written and the loop has not drained yet
-
-	// drainPin pins the Go memory the last drained batch points C to; the
-	// loop copies it before it drains again, so the next drain unpins it.
-	// Only the loop thread touches it.
-	drainPin runtime.Pinner
+	// Go calls on queues (posts, outboxes) happen between enter and leave;
+	// queues is freed once it is closed and the last of them left.
+	users        atomic.Int64
+	qclosed      atomic.Bool
+	freeOnce     sync.Once
+	dispatchDone chan struct{}
 
 	ready     chan error // lifespan startup outcome, once
 	readyOnce sync.Once
@@ -103,7 +108,7 @@ type asgiEvent struct {
 	kind   int
 	handle uintptr
 	req    *asgiRequest // evRequest: whose strings to hand over
-	data   []byte       // evBody: pinned by the request
+	data   []byte       // evBody, evWSMessage, evWSClose: copied by the post
 	flag   bool
 	code   int // evWSClose
 }
@@ -117,15 +122,15 @@ func LoadASGI(it *interpreter, opts ASGIOptions, logger *zap.Logger) (*ASGIApp, 
 		it.end()
 		return nil, err
 	}
-	fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
-	if err != nil {
+	a := &ASGIApp{target: opts.Target, interp: it, opts: opts, obj: obj, logger: logger,
+		ready: make(chan error, 1), loopDone: make(chan struct{}), dispatchDone: make(chan struct{})}
+	if err := a.openQueues(); err != nil {
 		it.release(obj)
 		it.end()
-		return nil, fmt.Errorf("eventfd: %w", err)
+		return nil, err
 	}
-	a := &ASGIApp{target: opts.Target, interp: it, opts: opts, obj: obj, wakeFd: fd, logger: logger,
-		ready: make(chan error, 1), loopDone: make(chan struct{})}
 	a.handle = asgiApps.add(a)
+	go a.dispatch()
 	go a.loopThread()
 	select {
 	case err = <-a.ready:
@@ -146,8 +151,8 @@ func (a *ASGIApp) loopThread() {
 	ts := C.caddysnake_thread_new(a.interp.ci)
 	lifespan, loop := C.CString(a.opts.Lifespan), C.CString(a.opts.Loop)
 	defer freeAll(lifespan, loop)
-	cerr := C.caddysnake_asgi_run(a.interp.ci, ts, a.obj, C.uintptr_t(a.handle), C.int(a.wakeFd), lifespan, loop,
-		C.double(a.opts.StartupTimeout.Seconds()), C.double(a.opts.ShutdownTimeout.Seconds()))
+	cerr := C.caddysnake_asgi_run(a.interp.ci, ts, a.obj, a.queues, C.uintptr_t(a.handle), C.int(a.wakeFd),
+		lifespan, loop, C.double(a.opts.StartupTimeout.Seconds()), C.double(a.opts.ShutdownTimeout.Seconds()))
 	C.caddysnake_thread_free(ts)
 	if cerr != nil {
 		msg := C.GoString(cerr)
@@ -160,6 +165,75 @@ func (a *ASGIApp) loopThread() {
 
 func (a *ASGIApp) signalReady(err error) {
 	a.readyOnce.Do(func() { a.ready <- err })
+}
+
+// openQueues makes the app's queues and their two eventfds.
+func (a *ASGIApp) openQueues() error {
+	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		return fmt.Errorf("eventfd: %w", err)
+	}
+	news, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		unix.Close(wake)
+		return fmt.Errorf("eventfd: %w", err)
+	}
+	q := C.caddysnake_aapp_new(C.int(wake), C.int(news))
+	if q == nil {
+		unix.Close(wake)
+		unix.Close(news)
+		return errors.New("python: out of memory for an ASGI app's queues")
+	}
+	// Non-blocking: os.NewFile hands it to the netpoller, so the
+	// dispatcher's Read parks a goroutine, not a thread.
+	a.queues, a.wakeFd, a.newsFile = q, wake, os.NewFile(uintptr(news), "asgi-news")
+	return nil
+}
+
+// dispatch wakes the goroutines of requests with new commands, as many as
+// there are per wake-up, until the news eventfd is closed.
+func (a *ASGIApp) dispatch() {
+	defer close(a.dispatchDone)
+	var buf [8]byte
+	var handles [64]C.uintptr_t
+	for {
+		_, err := a.newsFile.Read(buf[:])
+		if err != nil {
+			return
+		}
+		if !a.enter() {
+			continue // closed: the next Read fails too
+		}
+		for {
+			n := int(C.caddysnake_aapp_take_ready(a.queues, &handles[0], C.int(len(handles))))
+			for _, h := range handles[:n] {
+				if req := asgiRequests.get(uintptr(h)); req != nil {
+					req.wake()
+				}
+			}
+			if n < len(handles) {
+				break
+			}
+		}
+		a.leave()
+	}
+}
+
+// enter admits a Go call on the queues (false once they are closed); leave
+// must follow when it is done.
+func (a *ASGIApp) enter() bool {
+	a.users.Add(1)
+	if a.qclosed.Load() {
+		a.leave()
+		return false
+	}
+	return true
+}
+
+func (a *ASGIApp) leave() {
+	if a.users.Add(-1) == 0 && a.qclosed.Load() {
+		a.freeOnce.Do(func() { C.caddysnake_aapp_free(a.queues) })
+	}
 }
 
 // Close runs the lifespan shutdown, stops the loop and drops the app.
@@ -176,84 +250,57 @@ func (a *ASGIApp) Close() {
 		return
 	}
 	asgiApps.remove(a.handle)
-	a.mu.Lock()
+	// Requests of this app may still post as they finish: once closed, the
+	// queues drop their events and write neither eventfd, which may then be
+	// closed (a write to a closed fd number could land in whatever the kernel
+	// reused it for). The queues themselves go when the last user left.
+	a.users.Add(1)
+	a.qclosed.Store(true)
+	C.caddysnake_aapp_close(a.queues)
 	unix.Close(a.wakeFd)
-	a.wakeFd = -1
-	a.queue = nil
-	a.mu.Unlock()
+	a.newsFile.Close()
+	<-a.dispatchDone
+	a.leave()
 	a.interp.release(a.obj)
 	a.interp.end()
 }
 
 // post queues an event for the loop, waking it if it may be asleep. After
-// Close nobody reads events any more, and they are dropped.
-//
-// The wake-up write happens under mu, as does closing the eventfd in Close:
-// requests of a replaced app still post as they finish, and a write to the
-// closed fd number could land in whatever the kernel reused it for; a client
-// socket accepted meanwhile once received the 8 bytes of the counter.
+// Close nobody reads events any more, and they are dropped. A request
+// event's data is its whole body, if Go read it ahead (nil: none).
 func (a *ASGIApp) post(ev asgiEvent) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.wakeFd < 0 {
+	if !a.enter() {
 		return
 	}
-	a.queue = append(a.queue, ev)
-	if a.signaled {
+	defer a.leave()
+	var data *C.char
+	if len(ev.data) > 0 {
+		data = (*C.char)(unsafe.Pointer(&ev.data[0]))
+	}
+	// The C side copies everything. It fails only once closed, or out of
+	// memory: the request then waits for its client to leave or the app
+	// to stop.
+	switch ev.kind {
+	case evRequest, evWSConnect:
+		s := &ev.req.strs
+		bodyLen := C.int64_t(-1)
+		if ev.data != nil {
+			bodyLen = C.int64_t(len(ev.data))
+		}
+		C.caddysnake_aapp_post_request(a.queues, C.int(ev.kind), C.uintptr_t(ev.handle),
+			(*C.char)(unsafe.Pointer(&s.buf[0])), C.size_t(len(s.buf)),
+			(*C.int32_t)(unsafe.Pointer(&s.ends[0])), C.int(len(s.ends)), data, bodyLen)
 		return
 	}
-	a.signaled = true
-	one := [8]byte{1} // eventfd takes a native-endian uint64: 1 on little-endian
-	if _, err := unix.Write(a.wakeFd, one[:]); err != nil && err != unix.EAGAIN {
-		a.logger.Error("waking the ASGI loop failed", zap.Error(err))
+	flag := 0
+	if ev.flag {
+		flag = 1
 	}
-}
-
-// go_asgi_drain moves up to n queued events into evs for the loop.
-//
-//export go_asgi_drain
-func go_asgi_drain(h C.uintptr_t, evs *C.cs_event, n C.int) C.int {
-	a := asgiApps.get(uintptr(h))
-	if a == nil {
-		return 0
+	if ev.kind == evWSClose {
+		flag = ev.code
 	}
-	out := unsafe.Slice(evs, int(n))
-	a.drainPin.Unpin()
-	a.mu.Lock()
-	k := min(len(a.queue), int(n))
-	for i, ev := range a.queue[:k] {
-		o := &out[i]
-		*o = C.cs_event{kind: C.int(ev.kind), req: C.uintptr_t(ev.handle)}
-		if ev.flag {
-			o.flag = 1
-		}
-		switch ev.kind {
-		case evRequest, evWSConnect:
-			a.drainPin.Pin(&ev.req.strs.buf[0])
-			a.drainPin.Pin(&ev.req.strs.ends[0])
-			o.data = (*C.char)(unsafe.Pointer(&ev.req.strs.buf[0]))
-			o.len = C.size_t(len(ev.req.strs.buf))
-			o.ends = (*C.int32_t)(unsafe.Pointer(&ev.req.strs.ends[0]))
-			o.n = C.int(len(ev.req.strs.ends))
-		case evBody, evWSMessage, evWSClose:
-			if len(ev.data) > 0 {
-				a.drainPin.Pin(&ev.data[0])
-				o.data = (*C.char)(unsafe.Pointer(&ev.data[0]))
-				o.len = C.size_t(len(ev.data))
-			}
-			if ev.kind == evWSClose {
-				o.flag = C.int(ev.code)
-			}
-		}
-	}
-	rest := copy(a.queue, a.queue[k:])
-	clear(a.queue[rest:])
-	a.queue = a.queue[:rest]
-	if rest == 0 {
-		a.signaled = false
-	}
-	a.mu.Unlock()
-	return C.int(k)
+	C.caddysnake_aapp_post(a.queues, C.int(ev.kind), C.uintptr_t(ev.handle), data, C.size_t(len(ev.data)), nil, 0,
+		C.int(flag))
 }
 
 // go_asgi_ready reports the lifespan startup outcome.

@@ -1,9 +1,10 @@
 package caddysnake
 
-// #include "caddysnake.h"
+// #include "asgi_queues.h"
 import "C"
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -18,21 +19,23 @@ import (
 )
 
 // asgiRequest is one HTTP request served by an ASGI app. The loop thread
-// only queues commands on it (the go_asgi_* callbacks below); its ServeHTTP
-// goroutine carries them out in order, so all ResponseWriter use stays on
-// that goroutine.
+// only appends commands for it: to its outbox (box, asgi_queues.c) for an
+// HTTP request, through the go_asgi_* and go_ws_* callbacks below for a
+// WebSocket. Its ServeHTTP goroutine carries them out in order, so all
+// ResponseWriter use stays on that goroutine.
 type asgiRequest struct {
 	app    *ASGIApp
 	handle uintptr
 	w      http.ResponseWriter
 	r      *http.Request
-	strs   cStrings       // scope strings (pinned by go_asgi_drain while C reads them)
+	strs   cStrings       // scope strings (copied by the post)
 	body   []byte         // body chunk buffer
 	ws     *asgiWebSocket // non-nil for a WebSocket upgrade (websocket.go)
+	box    *C.cs_areq     // an HTTP request's outbox
 
 	mu     sync.Mutex
 	cmds   []asgiCmd
-	signal chan struct{} // cap 1: cmds has something
+	signal chan struct{} // cap 1: box or cmds has something
 
 	// Owned by the ServeHTTP goroutine.
 	status        int
@@ -43,14 +46,17 @@ type asgiRequest struct {
 	readerDone    chan struct{}
 	bodyErr       error                    // set by the reader before it posts evDisconnect
 	ctl           *http.ResponseController // made on first use, for flushes and deadlines
+	preloaded     bool                     // the whole body went with the request event
+	goneReported  bool                     // a failed write was reported as evDisconnect
 }
 
 type asgiCmd struct {
 	kind    int // cmd* below, cmdWS* in websocket.go
 	status  int
 	headers [][2]string
-	data    []byte // cmdBody, cmdWSSend: Python's bytes, kept alive by asgi.py until evSendDone
+	data    []byte // cmdBody, cmdWSSend: C memory of the outbox, or Python's bytes kept alive by asgi.py until evSendDone
 	more    bool   // more_body; more_trailers; for cmdWSSend: a text message
+	notify  bool   // cmdBody: asgi.py awaits the completion event
 	path    string // pathsend's path; the WebSocket subprotocol, or close reason
 	code    int    // asgi_finish's code; the WebSocket close code
 }
@@ -71,9 +77,10 @@ var asgiRequestPool = sync.Pool{New: func() any {
 
 // Serve runs one HTTP request through the app.
 func (a *ASGIApp) Serve(w http.ResponseWriter, r *http.Request) error {
-	if a.closing.Load() {
+	if a.closing.Load() || !a.enter() {
 		return caddyhttp.Error(http.StatusServiceUnavailable, ErrStopped)
 	}
+	defer a.leave() // after release, which closes the outbox
 	req := asgiRequestPool.Get().(*asgiRequest)
 	req.app, req.w, req.r = a, w, r
 	kind := evRequest
@@ -81,12 +88,25 @@ func (a *ASGIApp) Serve(w http.ResponseWriter, r *http.Request) error {
 		kind = evWSConnect
 		req.ws = &asgiWebSocket{}
 	}
-	req.layout()
-	allowFullDuplex(w, r)
 	req.handle = asgiRequests.add(req)
 	defer req.release()
+	var body []byte
+	if req.ws == nil {
+		if req.box = C.caddysnake_areq_open(a.queues, C.uintptr_t(req.handle)); req.box == nil {
+			return caddyhttp.Error(http.StatusServiceUnavailable, errors.New("python: out of memory for an ASGI request"))
+		}
+		var err error
+		if body, err = preloadBody(r, &req.body); err != nil {
+			return bodyError(err)
+		}
+		req.preloaded = body != nil
+	}
+	req.layout()
+	allowFullDuplex(w, r)
 
-	a.post(asgiEvent{kind: kind, handle: req.handle, req: req})
+	// A small body goes with the request, in the same drain: the app's
+	// first receive() finds it without a round trip through Go.
+	a.post(asgiEvent{kind: kind, handle: req.handle, req: req, data: body})
 	ctxDone := r.Context().Done()
 	for {
 		if req.ws != nil && req.ws.conn != nil {
@@ -95,6 +115,11 @@ func (a *ASGIApp) Serve(w http.ResponseWriter, r *http.Request) error {
 		}
 		select {
 		case <-req.signal:
+			if req.box != nil {
+				if done, err := req.runBox(); done {
+					return err
+				}
+			}
 			req.mu.Lock()
 			cmds := req.cmds
 			req.cmds = nil
@@ -116,6 +141,9 @@ func (a *ASGIApp) Serve(w http.ResponseWriter, r *http.Request) error {
 func (req *asgiRequest) release() {
 	asgiRequests.remove(req.handle)
 	req.stopBodyReader()
+	if req.box != nil {
+		C.caddysnake_areq_close(req.app.queues, req.box)
+	}
 	body, signal := req.body, req.signal
 	select { // a command queued after finish would otherwise wake the next user
 	case <-signal:
@@ -207,7 +235,14 @@ func (req *asgiRequest) do(c *asgiCmd) (done bool, err error) {
 		if ok && c.more {
 			ok = req.controller().Flush() == nil
 		}
-		req.app.post(asgiEvent{kind: evSendDone, handle: req.handle, flag: ok})
+		if c.notify {
+			req.app.post(asgiEvent{kind: evSendDone, handle: req.handle, flag: ok})
+		} else if !ok && !req.goneReported {
+			// Nobody awaits this send: the app hears of the client leaving
+			// as a disconnect instead.
+			req.goneReported = true
+			req.app.post(asgiEvent{kind: evDisconnect, handle: req.handle})
+		}
 	case cmdPathsend:
 		req.app.post(asgiEvent{kind: evSendDone, handle: req.handle, flag: req.sendFile(c.path)})
 	case cmdTrailers:
@@ -217,6 +252,14 @@ func (req *asgiRequest) do(c *asgiCmd) (done bool, err error) {
 		}
 		req.app.post(asgiEvent{kind: evSendDone, handle: req.handle, flag: true})
 	case cmdReceive:
+		if req.preloaded {
+			// asgi.py had the whole body with the request and asks for no
+			// more; should it, the body is over. No reader: reading a body
+			// that hit EOF, and then a read deadline to stop that reader,
+			// would fail the connection's background read.
+			req.app.post(asgiEvent{kind: evBody, handle: req.handle})
+			break
+		}
 		req.startBodyReader()
 		select {
 		case req.wantBody <- struct{}{}:
@@ -363,10 +406,76 @@ func (req *asgiRequest) queue(c asgiCmd) {
 	req.mu.Lock()
 	req.cmds = append(req.cmds, c)
 	req.mu.Unlock()
+	req.wake()
+}
+
+// wake tells the request goroutine that commands wait for it.
+func (req *asgiRequest) wake() {
 	select {
 	case req.signal <- struct{}{}:
-	default:
+	default: // a wake-up is pending already
 	}
+}
+
+// runBox carries out the commands the loop appended to the outbox since
+// the last call (asgi_queues.h lays them out); done means ServeHTTP returns
+// err.
+func (req *asgiRequest) runBox() (done bool, err error) {
+	var p *C.char
+	var n C.size_t
+	C.caddysnake_areq_take(req.app.queues, req.box, &p, &n)
+	if n == 0 {
+		return false, nil
+	}
+	buf := unsafe.Slice((*byte)(unsafe.Pointer(p)), int(n))
+	copied := 0 // body bytes from the outbox written: AOUTBOX_LIMIT counts them
+	defer func() {
+		if copied > 0 && !done {
+			C.caddysnake_areq_sent(req.app.queues, req.box, C.size_t(copied))
+		}
+	}()
+	for off := 0; off < len(buf); {
+		hdr := (*C.cs_acmd)(unsafe.Pointer(&buf[off]))
+		q := off + int(unsafe.Sizeof(*hdr))
+		c := asgiCmd{kind: int(hdr.kind), notify: hdr.notify != 0}
+		if nh := int(hdr.nhdrs); nh > 0 {
+			c.headers = make([][2]string, nh)
+			for i := range c.headers {
+				for j := 0; j < 2; j++ {
+					l := int(*(*int32)(unsafe.Pointer(&buf[q])))
+					c.headers[i][j] = string(buf[q+4 : q+4+l])
+					q += 4 + l
+				}
+			}
+		}
+		var data []byte
+		if hdr.ext != nil {
+			data = unsafe.Slice((*byte)(unsafe.Pointer(hdr.ext)), int(hdr.len))
+		} else {
+			data = buf[q : q+int(hdr.len)]
+			q += int(hdr.len)
+		}
+		off = (q + 7) &^ 7
+		switch c.kind {
+		case cmdStart:
+			c.status = int(hdr.arg)
+		case cmdBody:
+			c.data, c.more = data, hdr.arg != 0
+			if hdr.ext == nil {
+				copied += len(data)
+			}
+		case cmdPathsend:
+			c.path = string(data)
+		case cmdTrailers:
+			c.more = hdr.arg != 0
+		case cmdFinish:
+			c.code = int(hdr.arg)
+		}
+		if done, err = req.do(&c); done {
+			return done, err
+		}
+	}
+	return false, nil
 }
 
 func copyHeaders(hdrs *C.cs_str, n C.size_t) [][2]string {
@@ -398,7 +507,8 @@ func go_asgi_trailers(h C.uintptr_t, hdrs *C.cs_str, n C.size_t, more C.int) C.i
 
 //export go_asgi_body
 func go_asgi_body(h C.uintptr_t, data *C.char, n C.size_t, more C.int) C.int64_t {
-	return queueCmd(h, asgiCmd{kind: cmdBody, data: unsafe.Slice((*byte)(unsafe.Pointer(data)), int(n)), more: more != 0})
+	return queueCmd(h, asgiCmd{kind: cmdBody, data: unsafe.Slice((*byte)(unsafe.Pointer(data)), int(n)), more: more != 0,
+		notify: true})
 }
 
 //export go_asgi_pathsend

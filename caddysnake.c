@@ -2,11 +2,13 @@
 // uses to reach Go, and the per-request entry point. Contracts are in
 // caddysnake.h; the Go side of every go_* callback is in callbacks.go.
 #include "caddysnake.h"
+#include "asgi_queues.h"
 #include "environ.h"
 #include "lanes.h"
 
 #include <assert.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -423,11 +425,12 @@ static PyObject *cs_log(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) 
 
 // ---------------------------------------------------------------- ASGI calls
 //
-// All of these run on an app's event loop thread and must not block it: the
-// Go side only queues work for the request's goroutine (asgi.go), which
-// answers later through events drained by asgi_drain. So they keep the GIL.
-
-#define DRAIN_BATCH 64
+// All of these run on an app's event loop thread and must not block it, so
+// they keep the GIL. An HTTP request's commands go into its outbox
+// (asgi_queues.c) for its goroutine to carry out; a WebSocket's go to Go
+// through the go_asgi_* and go_ws_* callbacks, which only queue work for the
+// request's goroutine too. Answers come later as events, drained by
+// asgi_drain.
 
 // Python object for one event (asgi.go documents the kinds).
 static PyObject *event_object(const cs_event *ev) {
@@ -469,32 +472,59 @@ static PyObject *event_object(const cs_event *ev) {
 	}
 }
 
-// asgi_drain(app_handle) -> list of event tuples.
+// asgi_drain(app_handle) -> list of event tuples: the events queued for
+// the app whose loop runs on this thread.
 static PyObject *cs_asgi_drain(PyObject *mod, PyObject *arg) {
 	uintptr_t h;
 	if (parse_handle(arg, &h) < 0) {
 		return NULL;
 	}
-	PyObject *list = PyList_New(0);
+	if (cs_loop_app == NULL) {
+		PyErr_SetString(PyExc_RuntimeError, "asgi_drain: not on an ASGI event loop thread");
+		return NULL;
+	}
+	const cs_event *evs;
+	// Takes a mutex for a moment only, never waits: GIL kept.
+	size_t n = cs_aapp_drain(cs_loop_app, &evs);
+	PyObject *list = PyList_New((Py_ssize_t)n);
 	if (list == NULL) {
 		return NULL;
 	}
-	cs_event evs[DRAIN_BATCH];
-	int n;
-	do {
-		// Takes a mutex for a moment only, never waits: GIL kept.
-		n = (int)go_asgi_drain(h, evs, DRAIN_BATCH);
-		for (int i = 0; i < n; i++) {
-			PyObject *o = event_object(&evs[i]);
-			if (o == NULL || PyList_Append(list, o) < 0) {
-				Py_XDECREF(o);
-				Py_DECREF(list);
-				return NULL;
-			}
-			Py_DECREF(o);
+	for (size_t i = 0; i < n; i++) {
+		PyObject *o = event_object(&evs[i]);
+		if (o == NULL) {
+			// The remaining events are lost; asgi.py logs the error.
+			Py_DECREF(list);
+			return NULL;
 		}
-	} while (n == DRAIN_BATCH);
+		PyList_SET_ITEM(list, (Py_ssize_t)i, o);
+	}
 	return list;
+}
+
+// Appends a command to the outbox of HTTP request h when it has one on this
+// loop: 1 done, 0 a completion event follows, -1 no outbox here (the caller
+// calls Go), -2 out of memory (a MemoryError is set).
+static int command(uintptr_t h, int kind, int arg, const cs_str *pairs, size_t npairs, const char *data,
+                   size_t len) {
+	if (cs_loop_app == NULL) {
+		return -1;
+	}
+	int rc = cs_aapp_command(cs_loop_app, h, kind, arg, pairs, npairs, data, len);
+	if (rc == -2) {
+		PyErr_NoMemory();
+	}
+	return rc;
+}
+
+// What a send-like call returns to asgi.py: True when it is over (nothing
+// of its data is read later, no completion event follows), None when a
+// completion event follows.
+static PyObject *command_result(int done) {
+	if (done) {
+		Py_RETURN_TRUE;
+	}
+	Py_RETURN_NONE;
 }
 
 static PyObject *dead_request(PyObject *mod, uintptr_t h) {
@@ -505,9 +535,10 @@ static PyObject *dead_request(PyObject *mod, uintptr_t h) {
 // Parses (req, headers) from the front of args and calls go with them.
 typedef int64_t (*headers_call)(uintptr_t, cs_str *, size_t, int64_t, int64_t);
 
-// args[hdr_at] is the header list.
+// args[hdr_at] is the header list; kind and a make the outbox command (a is
+// its arg), go the call for a request without one.
 static PyObject *call_with_headers(PyObject *mod, PyObject *const *args, Py_ssize_t nargs,
-                                   Py_ssize_t want, Py_ssize_t hdr_at, const char *usage,
+                                   Py_ssize_t want, Py_ssize_t hdr_at, const char *usage, int kind,
                                    headers_call go, int64_t a, int64_t b) {
 	uintptr_t h;
 	if (call_args(args, nargs, want, usage, &h) < 0) {
@@ -519,13 +550,20 @@ static PyObject *call_with_headers(PyObject *mod, PyObject *const *args, Py_ssiz
 	if (flatten_headers_as(args[hdr_at], bytes_view, &keep, stack, &pairs, &npairs) < 0) {
 		return NULL;
 	}
-	// Go copies the headers before it returns.
-	int64_t rc = go(h, pairs, npairs, a, b);
-	free_headers(keep, stack, pairs);
-	if (rc < 0) {
-		return dead_request(mod, h);
+	int done = kind >= 0 ? command(h, kind, (int)a, pairs, npairs, NULL, 0) : -1;
+	if (done == -1) {
+		// Go copies the headers before it returns.
+		done = go(h, pairs, npairs, a, b) < 0 ? -1 : 0;
+		if (done < 0) {
+			free_headers(keep, stack, pairs);
+			return dead_request(mod, h);
+		}
 	}
-	Py_RETURN_NONE;
+	free_headers(keep, stack, pairs);
+	if (done == -2) {
+		return NULL;
+	}
+	return command_result(done);
 }
 
 static int64_t go_start_adapter(uintptr_t h, cs_str *p, size_t n, int64_t status, int64_t trailers) {
@@ -543,7 +581,7 @@ static PyObject *cs_asgi_start(PyObject *mod, PyObject *const *args, Py_ssize_t 
 	if ((status == -1 && PyErr_Occurred()) || trailers < 0) {
 		return NULL;
 	}
-	return call_with_headers(mod, args, 4, 4, 2, "asgi_start(req, status, headers, trailers)",
+	return call_with_headers(mod, args, 4, 4, 2, "asgi_start(req, status, headers, trailers)", ACMD_START,
 	                         go_start_adapter, status, trailers);
 }
 
@@ -553,8 +591,8 @@ static int64_t go_hint_adapter(uintptr_t h, cs_str *p, size_t n, int64_t a, int6
 
 // asgi_early_hint(req, headers)
 static PyObject *cs_asgi_early_hint(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
-	return call_with_headers(mod, args, nargs, 2, 1, "asgi_early_hint(req, headers)", go_hint_adapter,
-	                         0, 0);
+	return call_with_headers(mod, args, nargs, 2, 1, "asgi_early_hint(req, headers)", ACMD_EARLY_HINT,
+	                         go_hint_adapter, 0, 0);
 }
 
 static int64_t go_trailers_adapter(uintptr_t h, cs_str *p, size_t n, int64_t more, int64_t b) {
@@ -571,15 +609,16 @@ static PyObject *cs_asgi_trailers(PyObject *mod, PyObject *const *args, Py_ssize
 	if (more < 0) {
 		return NULL;
 	}
-	return call_with_headers(mod, args, 3, 3, 1, "asgi_trailers(req, headers, more_trailers)",
+	return call_with_headers(mod, args, 3, 3, 1, "asgi_trailers(req, headers, more_trailers)", ACMD_TRAILERS,
 	                         go_trailers_adapter, more, 0);
 }
 
 // Shared by asgi_body(req, data, more_body) and ws_send(req, data, is_text):
-// Go writes straight from data's buffer later, on the request's goroutine;
-// asgi.py keeps data alive until the completion event.
+// an outbox command (kind >= 0) copies a small body; otherwise Go writes
+// straight from data's buffer later, on the request's goroutine, and asgi.py
+// keeps data alive until the completion event.
 static PyObject *send_bytes_call(PyObject *mod, PyObject *const *args, Py_ssize_t nargs,
-                                 const char *usage, int64_t (*go)(uintptr_t, char *, size_t, int)) {
+                                 const char *usage, int kind, int64_t (*go)(uintptr_t, char *, size_t, int)) {
 	uintptr_t h;
 	if (call_args(args, nargs, 3, usage, &h) < 0) {
 		return NULL;
@@ -593,10 +632,19 @@ static PyObject *send_bytes_call(PyObject *mod, PyObject *const *args, Py_ssize_
 	if (flag < 0) {
 		return NULL;
 	}
-	if (go(h, PyBytes_AS_STRING(args[1]), (size_t)PyBytes_GET_SIZE(args[1]), flag) < 0) {
-		return dead_request(mod, h);
+	const char *data = PyBytes_AS_STRING(args[1]);
+	size_t len = (size_t)PyBytes_GET_SIZE(args[1]);
+	int done = kind >= 0 ? command(h, kind, flag, NULL, 0, data, len) : -1;
+	if (done == -2) {
+		return NULL;
 	}
-	Py_RETURN_NONE;
+	if (done == -1) {
+		if (go(h, (char *)data, len, flag) < 0) {
+			return dead_request(mod, h);
+		}
+		done = 0;
+	}
+	return command_result(done);
 }
 
 static int64_t go_body_adapter(uintptr_t h, char *data, size_t n, int more) {
@@ -604,7 +652,7 @@ static int64_t go_body_adapter(uintptr_t h, char *data, size_t n, int more) {
 }
 
 static PyObject *cs_asgi_body(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
-	return send_bytes_call(mod, args, nargs, "asgi_body(req, data, more_body)", go_body_adapter);
+	return send_bytes_call(mod, args, nargs, "asgi_body(req, data, more_body)", ACMD_BODY, go_body_adapter);
 }
 
 // asgi_pathsend(req, path)
@@ -618,15 +666,20 @@ static PyObject *cs_asgi_pathsend(PyObject *mod, PyObject *const *args, Py_ssize
 	if (path == NULL) {
 		return NULL;
 	}
-	if (go_asgi_pathsend(h, (char *)path, (size_t)n) < 0) { // Go copies path
+	int done = command(h, ACMD_PATHSEND, 0, NULL, 0, path, (size_t)n);
+	if (done == -2) {
+		return NULL;
+	}
+	if (done == -1 && go_asgi_pathsend(h, (char *)path, (size_t)n) < 0) { // Go copies path
 		return dead_request(mod, h);
 	}
 	Py_RETURN_NONE;
 }
 
-// Calls fn(handle, int) for the (handle, int) signatures below.
+// Calls fn(handle, int) for the (handle, int) signatures below, or appends
+// an outbox command of that kind (kind >= 0) with the int as its arg.
 static PyObject *handle_int_call(PyObject *mod, PyObject *const *args, Py_ssize_t nargs,
-                                 Py_ssize_t want, const char *usage,
+                                 Py_ssize_t want, const char *usage, int kind,
                                  int64_t (*fn)(uintptr_t, int)) {
 	uintptr_t h;
 	if (call_args(args, nargs, want, usage, &h) < 0) {
@@ -639,7 +692,11 @@ static PyObject *handle_int_call(PyObject *mod, PyObject *const *args, Py_ssize_
 			return NULL;
 		}
 	}
-	if (fn(h, v) < 0) {
+	int done = kind >= 0 ? command(h, kind, v, NULL, 0, NULL, 0) : -1;
+	if (done == -2) {
+		return NULL;
+	}
+	if (done == -1 && fn(h, v) < 0) {
 		return dead_request(mod, h);
 	}
 	Py_RETURN_NONE;
@@ -649,14 +706,14 @@ static int64_t go_receive_adapter(uintptr_t h, int v) { return go_asgi_receive(h
 
 // asgi_receive(req): ask for the next body chunk.
 static PyObject *cs_asgi_receive(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
-	return handle_int_call(mod, args, nargs, 1, "asgi_receive(req)", go_receive_adapter);
+	return handle_int_call(mod, args, nargs, 1, "asgi_receive(req)", ACMD_RECEIVE, go_receive_adapter);
 }
 
 static int64_t go_finish_adapter(uintptr_t h, int code) { return go_asgi_finish(h, code); }
 
 // asgi_finish(req, code)
 static PyObject *cs_asgi_finish(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
-	return handle_int_call(mod, args, nargs, 2, "asgi_finish(req, code)", go_finish_adapter);
+	return handle_int_call(mod, args, nargs, 2, "asgi_finish(req, code)", ACMD_FINISH, go_finish_adapter);
 }
 
 // asgi_ready / asgi_stopped (app_handle, ok, message): lifespan outcomes.
@@ -714,7 +771,7 @@ static int64_t go_ws_send_adapter(uintptr_t h, char *data, size_t n, int text) {
 }
 
 static PyObject *cs_ws_send(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
-	return send_bytes_call(mod, args, nargs, "ws_send(req, data, is_text)", go_ws_send_adapter);
+	return send_bytes_call(mod, args, nargs, "ws_send(req, data, is_text)", -1, go_ws_send_adapter);
 }
 
 // ws_close(req, code, reason)
@@ -742,7 +799,7 @@ static int64_t go_ws_receive_adapter(uintptr_t h, int v) { return go_ws_receive(
 
 // ws_receive(req): one more message credit.
 static PyObject *cs_ws_receive(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
-	return handle_int_call(mod, args, nargs, 1, "ws_receive(req)", go_ws_receive_adapter);
+	return handle_int_call(mod, args, nargs, 1, "ws_receive(req)", -1, go_ws_receive_adapter);
 }
 
 // build_environ(req, handle) -> environ: the C builder run on a request
@@ -1476,9 +1533,17 @@ done:
 
 // ---------------------------------------------------------------- ASGI loop
 
-char *caddysnake_asgi_run(cs_interp *ci, PyThreadState *ts, PyObject *app, uintptr_t app_handle, int wake_fd,
-                          const char *lifespan, const char *loop, double startup_timeout,
+char *caddysnake_asgi_run(cs_interp *ci, PyThreadState *ts, PyObject *app, cs_aapp *queues, uintptr_t app_handle,
+                          int wake_fd, const char *lifespan, const char *loop, double startup_timeout,
                           double shutdown_timeout) {
+	// SCHED_BATCH: Go's threads that post events to a sleeping loop are not
+	// preempted by it, and go on reading other connections; the loop then
+	// takes them as one batch (as lanes.c does for WSGI workers). The Go
+	// thread dies with the loop (it stays locked), so nothing else inherits
+	// the policy.
+	struct sched_param sp = {0};
+	sched_setscheduler(0, SCHED_BATCH, &sp);
+	cs_loop_app = queues;
 	PyEval_RestoreThread(ts);
 	char *err = NULL;
 	PyObject *res = NULL;
@@ -1495,5 +1560,6 @@ char *caddysnake_asgi_run(cs_interp *ci, PyThreadState *ts, PyObject *app, uintp
 	Py_XDECREF(res);
 	Py_XDECREF(opts);
 	PyEval_SaveThread();
+	cs_loop_app = NULL;
 	return err;
 }

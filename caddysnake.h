@@ -113,9 +113,9 @@ void caddysnake_thread_free(PyThreadState *ts);
 
 // ---------------------------------------------------------------- ASGI
 
-// An event Go hands to the ASGI loop (asgi.go lists the kinds). data and ends
-// point into memory that Go keeps pinned (or that C owns) at least until the
-// drain that returned the event is over; Python copies what it keeps.
+// An event Go hands to the ASGI loop (asgi.go lists the kinds), in C memory
+// the inbox owns (asgi_queues.c) until the next drain; Python copies what it
+// keeps.
 typedef struct {
 	int kind;
 	uintptr_t req;
@@ -126,12 +126,15 @@ typedef struct {
 	int flag;            // more_body for a body chunk, ok for a completion
 } cs_event;
 
-// On an ASGI loop OS thread that owns ts (a thread state of ci): runs caddysnake.asgi.run_loop for
-// app until its shutdown, waking on wake_fd. lifespan is "on", "off" or
-// "auto"; loop is "asyncio", "uvloop" or "auto". Returns NULL when run_loop
-// returned, else a malloc'd description of its failure the caller frees.
-char *caddysnake_asgi_run(cs_interp *ci, PyThreadState *ts, PyObject *app, uintptr_t app_handle, int wake_fd,
-                          const char *lifespan, const char *loop, double startup_timeout,
-                          double shutdown_timeout);
+// On an ASGI loop OS thread that owns ts (a thread state of ci): runs
+// caddysnake.asgi.run_loop for app until its shutdown, with queues (the
+// app's, asgi_queues.h) as its inbox and outboxes, waking on wake_fd.
+// lifespan is "on", "off" or "auto"; loop is "asyncio", "uvloop" or "auto".
+// Returns NULL when run_loop returned, else a malloc'd description of its
+// failure the caller frees.
+struct cs_aapp;
+char *caddysnake_asgi_run(cs_interp *ci, PyThreadState *ts, PyObject *app, struct cs_aapp *queues,
+                          uintptr_t app_handle, int wake_fd, const char *lifespan, const char *loop,
+                          double startup_timeout, double shutdown_timeout);
 
 #endif

@@ -143,7 +143,7 @@ func (req *wsgiRequest) run(w *worker) (int, error) {
 	w.seq.Add(1)
 	w.cur.Store(req)
 	defer w.cur.Store(nil)
-	body, err := w.preload(req.r)
+	body, err := preloadBody(req.r, &w.body)
 	if err != nil {
 		req.bodyErr = err
 		return 0, err
@@ -166,21 +166,22 @@ func (req *wsgiRequest) run(w *worker) (int, error) {
 // preloadMax is the largest request body read before the app starts.
 const preloadMax = 64 << 10
 
-// preload reads a small body of known length whole before the job is
-// queued, so wsgi.input hands it out without a call into Go from the worker
-// thread (such a call waits for a Go P). Not for a client that waits for
-// "100 Continue" (the app may refuse the upload), nor for bodies of unknown
-// or large size (streamed: the app may answer while they arrive). nil: no
-// preload.
-func (w *worker) preload(r *http.Request) ([]byte, error) {
+// preloadBody reads a small body of known length whole, into *buf, before
+// the app starts: WSGI's wsgi.input then hands it out without a call into Go
+// from the worker thread (such a call waits for a Go P), and an ASGI app's
+// first receive() gets it without a round trip. Not for a client that waits
+// for "100 Continue" (the app may refuse the upload), nor for bodies of
+// unknown or large size (streamed: the app may answer while they arrive).
+// nil: no preload.
+func preloadBody(r *http.Request, buf *[]byte) ([]byte, error) {
 	n := r.ContentLength
 	if n <= 0 || n > preloadMax || r.Body == nil || r.Body == http.NoBody || r.Header.Get("Expect") != "" {
 		return nil, nil
 	}
-	if cap(w.body) < int(n) {
-		w.body = make([]byte, n)
+	if cap(*buf) < int(n) {
+		*buf = make([]byte, n)
 	}
-	b := w.body[:n]
+	b := (*buf)[:n]
 	if _, err := io.ReadFull(r.Body, b); err != nil {
 		if err == io.ErrUnexpectedEOF {
 			err = fmt.Errorf("request body shorter than its Content-Length: %w", err)

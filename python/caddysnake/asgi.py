@@ -340,7 +340,7 @@ class _Exchange:
 
     def _call(self, fn, *args):
         try:
-            fn(self.handle, *args)
+            return fn(self.handle, *args)
         except ClientDisconnected:
             self._refused()
             raise
@@ -557,7 +557,12 @@ class _Request(_Exchange):
         await self._ready()
         if not more:
             self._end_of_body()
-        self._call(_native.asgi_body, body, more)
+        if self._call(_native.asgi_body, body, more) is True:
+            # Copied into the request's outbox: the send is over, and no
+            # completion event follows.
+            if self.ended:
+                self.end_ok = True
+            return
         # Go reads body's memory until the completion event: keep it alive
         # on the request, even if this coroutine is cancelled meanwhile.
         self.sending = body

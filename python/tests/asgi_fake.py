@@ -47,6 +47,9 @@ class FakeASGINative:
         self.ready = None  # (ok, message)
         self.stopped = None
         self.auto_complete = True  # answer every send with (3, req, True) at once
+        # asgi_body copies the bytes (as C does into an HTTP request's outbox)
+        # and returns True: no completion event follows.
+        self.copy_bodies = False
         self.bodies = {}  # req -> [(data, more), ...] answered to asgi_receive in order
         self.outstanding = {}  # req -> what Go would be reading until the completion
         self.released_early = []  # reqs whose send data Python let go before its completion
@@ -175,6 +178,10 @@ class FakeASGINative:
     def asgi_body(self, req, data, more_body):
         if type(data) is not bytes or type(more_body) is not bool:
             self.violations.append(f"asgi_body({type(data).__name__}, {more_body!r})")
+        if self.copy_bodies:
+            with self.cond:
+                self._record("body", req, bytes(bytearray(data)), more_body)
+            return True
         # A copy in the record, so that only Python holds `data` itself.
         self._send("body", req, data, bytes(bytearray(data)), more_body)
 

@@ -351,6 +351,54 @@ def test_streaming_body_waits_for_each_completion(asgi_native, serve):
     assert done == [True]
 
 
+def test_copied_bodies_need_no_completion(asgi_native, serve):
+    # The C side copies small bodies and says so: send() is over at once,
+    # and the response is complete without any completion event.
+    asgi_native.auto_complete = False
+    asgi_native.copy_bodies = True
+    done = []
+
+    async def app(scope, receive, send):
+        await send(START)
+        await send({"type": "http.response.body", "body": b"a", "more_body": True})
+        await send({"type": "http.response.body", "body": b"b"})
+        done.append(await receive())
+
+    serve(app)
+    asgi_native.request(1)
+    assert asgi_native.wait_finished(1) == asgi.OK
+    assert body_calls(asgi_native, 1) == [(b"a", True), (b"b", False)]
+    assert done == [{"type": "http.disconnect"}]  # the response is over
+    assert asgi_native.messages(level=3) == []
+
+
+def test_copied_body_then_disconnect_raises(asgi_native, serve):
+    # A write Go could not make is reported as a disconnect when no send
+    # awaits it: the next send raises, and the request ends as client-gone.
+    asgi_native.auto_complete = False
+    asgi_native.copy_bodies = True
+    got = []
+
+    async def app(scope, receive, send):
+        await send(START)
+        await send({"type": "http.response.body", "body": b"a", "more_body": True})
+        while True:
+            await asyncio.sleep(0.01)
+            try:
+                await send({"type": "http.response.body", "body": b"b", "more_body": True})
+            except OSError as exc:
+                got.append(type(exc))
+                raise
+
+    serve(app)
+    asgi_native.request(1)
+    asgi_native.wait(lambda: body_calls(asgi_native, 1))
+    asgi_native.push(asgi.EV_DISCONNECT, 1)
+    assert asgi_native.wait_finished(1) == asgi.CLIENT_GONE
+    assert got in ([], [ClientDisconnected])  # cancelled while asleep, or raised by send
+    assert asgi_native.messages(level=3) == []
+
+
 def test_failed_completion_raises_client_disconnected(asgi_native, serve):
     asgi_native.auto_complete = False
     got = []

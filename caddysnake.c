@@ -4,6 +4,7 @@
 #include "caddysnake.h"
 #include "asgi_queues.h"
 #include "environ.h"
+#include "scope.h"
 #include "lanes.h"
 
 #include <assert.h>
@@ -28,6 +29,7 @@ struct cs_interp {
 	PyObject *run_asgi;     // caddysnake.asgi.run_loop
 	PyObject *gil_status;   // caddysnake.loader.gil_status
 	cs_environ_parts env;   // for cs_build_environ
+	cs_scope_parts scope;   // for cs_build_scope
 	// Sub-interpreters: a unique id (never reused, unlike the address), and
 	// the thread states request threads keep for it (see cs_request_enter),
 	// freed when it ends.
@@ -39,6 +41,9 @@ struct cs_interp {
 };
 
 static cs_interp main_interp;
+
+// The interpreter of the ASGI loop running on this thread, or NULL.
+static _Thread_local cs_interp *loop_interp;
 
 // The bootstrap and package sources, kept for the sub-interpreters made
 // after start-up (each runs the bootstrap on its own).
@@ -432,13 +437,22 @@ static PyObject *cs_log(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) 
 // request's goroutine too. Answers come later as events, drained by
 // asgi_drain.
 
-// Python object for one event (asgi.go documents the kinds).
-static PyObject *event_object(const cs_event *ev) {
+// Python object for one event (asgi.go documents the kinds), in ci.
+static PyObject *event_object(cs_interp *ci, const cs_event *ev) {
 	// Py_BuildValue's "y#" turns a NULL pointer into None; an empty body
 	// chunk, message or close reason must be b"".
 	const char *data = ev->data != NULL ? ev->data : "";
 	switch (ev->kind) {
-	case 0:    // new HTTP request: (0, req, parts)
+	case 0: { // new HTTP request: (5, req, scope, has_body), the scope built here
+		int has_body;
+		PyObject *scope = cs_build_scope(&ci->scope, ev->data, ev->ends, ev->n, &has_body);
+		if (scope != NULL) {
+			return Py_BuildValue("(iKNN)", 5, (unsigned long long)ev->req, scope, PyBool_FromLong(has_body));
+		}
+		// Malformed: (0, req, parts), for asgi.py to report and refuse.
+		PyErr_Clear();
+	}
+	// fall through
 	case 10: { // new WebSocket connection: (10, req, parts)
 		PyObject *parts = PyTuple_New(ev->n);
 		if (parts == NULL) {
@@ -491,7 +505,7 @@ static PyObject *cs_asgi_drain(PyObject *mod, PyObject *arg) {
 		return NULL;
 	}
 	for (size_t i = 0; i < n; i++) {
-		PyObject *o = event_object(&evs[i]);
+		PyObject *o = event_object(loop_interp, &evs[i]);
 		if (o == NULL) {
 			// The remaining events are lost; asgi.py logs the error.
 			Py_DECREF(list);
@@ -851,6 +865,55 @@ done:
 	return env;
 }
 
+// build_scope(parts) -> (scope, has_body): the C builder run on a parts
+// tuple of bytes in the form caddysnake.asgi.build_scope takes (the scope
+// has no "state"), so that tests can compare it with that reference inside
+// a real interpreter.
+static PyObject *cs_build_scope_py(PyObject *mod, PyObject *arg) {
+	if (!PyTuple_Check(arg)) {
+		PyErr_SetString(PyExc_TypeError, "build_scope(parts: tuple of bytes)");
+		return NULL;
+	}
+	Py_ssize_t n = PyTuple_GET_SIZE(arg);
+	size_t total = 0;
+	for (Py_ssize_t i = 0; i < n; i++) {
+		if (!PyBytes_Check(PyTuple_GET_ITEM(arg, i))) {
+			PyErr_SetString(PyExc_TypeError, "build_scope(parts: tuple of bytes)");
+			return NULL;
+		}
+		total += (size_t)PyBytes_GET_SIZE(PyTuple_GET_ITEM(arg, i));
+	}
+	PyObject *out = NULL, *asgi_module = NULL;
+	char *buf = PyMem_Malloc(total + 1);
+	int32_t *ends = PyMem_Malloc(sizeof(int32_t) * (size_t)(n + 1));
+	if (buf == NULL || ends == NULL) {
+		PyErr_NoMemory();
+		goto done;
+	}
+	size_t at = 0;
+	for (Py_ssize_t i = 0; i < n; i++) {
+		PyObject *b = PyTuple_GET_ITEM(arg, i);
+		memcpy(buf + at, PyBytes_AS_STRING(b), (size_t)PyBytes_GET_SIZE(b));
+		at += (size_t)PyBytes_GET_SIZE(b);
+		ends[i] = (int32_t)at;
+	}
+	cs_scope_parts parts;
+	asgi_module = PyImport_ImportModule("caddysnake.asgi");
+	if (asgi_module != NULL && cs_scope_parts_init(&parts, asgi_module) == 0) {
+		int has_body;
+		PyObject *scope = cs_build_scope(&parts, buf, ends, (int)n, &has_body);
+		if (scope != NULL) {
+			out = Py_BuildValue("(NN)", scope, PyBool_FromLong(has_body));
+		}
+		cs_scope_parts_clear(&parts);
+	}
+done:
+	Py_XDECREF(asgi_module);
+	PyMem_Free(buf);
+	PyMem_Free(ends);
+	return out;
+}
+
 // The number of live interpreters in the process (main included), for
 // tests and diagnostics: sub-interpreters must not outlive their app.
 static PyObject *cs_interpreter_count(PyObject *mod, PyObject *unused) {
@@ -891,6 +954,7 @@ static PyMethodDef module_methods[] = {
 	 "sendfile(handle, status, headers, fd, offset, count) -> int"},
 	{"log", (PyCFunction)(void (*)(void))cs_log, METH_FASTCALL, "log(handle, level, message)"},
 	FASTCALL("build_environ", cs_build_environ_py, "build_environ(req, handle) -> environ, by the C builder"),
+	{"build_scope", (PyCFunction)cs_build_scope_py, METH_O, "build_scope(parts) -> (scope, has_body), by the C builder"},
 	{"interpreter_count", cs_interpreter_count, METH_NOARGS,
 	 "interpreter_count() -> live interpreters in this process"},
 	{NULL, NULL, 0, NULL},
@@ -1040,7 +1104,12 @@ static char *run_bootstrap(cs_interp *ci) {
 		PyErr_SetString(PyExc_RuntimeError, "bootstrap did not import wsgi");
 		goto fail;
 	}
-	if (cs_environ_parts_init(&ci->env, wsgi_module) < 0) {
+	PyObject *asgi_module = PyDict_GetItemString(ns, "asgi"); // borrowed
+	if (asgi_module == NULL) {
+		PyErr_SetString(PyExc_RuntimeError, "bootstrap did not import asgi");
+		goto fail;
+	}
+	if (cs_environ_parts_init(&ci->env, wsgi_module) < 0 || cs_scope_parts_init(&ci->scope, asgi_module) < 0) {
 		goto fail;
 	}
 	goto done;
@@ -1062,6 +1131,7 @@ static void drop_functions(cs_interp *ci) {
 	Py_CLEAR(ci->run_asgi);
 	Py_CLEAR(ci->gil_status);
 	cs_environ_parts_clear(&ci->env);
+	cs_scope_parts_clear(&ci->scope);
 }
 
 char *caddysnake_init(const char *bootstrap, const char *files, size_t files_len,
@@ -1544,6 +1614,7 @@ char *caddysnake_asgi_run(cs_interp *ci, PyThreadState *ts, PyObject *app, cs_aa
 	struct sched_param sp = {0};
 	sched_setscheduler(0, SCHED_BATCH, &sp);
 	cs_loop_app = queues;
+	loop_interp = ci;
 	PyEval_RestoreThread(ts);
 	char *err = NULL;
 	PyObject *res = NULL;
@@ -1561,5 +1632,6 @@ char *caddysnake_asgi_run(cs_interp *ci, PyThreadState *ts, PyObject *app, cs_aa
 	Py_XDECREF(opts);
 	PyEval_SaveThread();
 	cs_loop_app = NULL;
+	loop_interp = NULL;
 	return err;
 }

@@ -31,6 +31,7 @@ EV_BODY = 1  # (1, req, data, more_body)
 EV_DISCONNECT = 2  # (2, req)
 EV_SENT = 3  # (3, req, ok): also ws_accept / ws_send / ws_close completions
 EV_SHUTDOWN = 4  # (4, 0)
+EV_REQUEST_SCOPE = 5  # (5, req, scope, has_body): the scope built in C, without "state"
 EV_WS_CONNECT = 10  # (10, req, parts): parts as for EV_REQUEST
 EV_WS_MESSAGE = 11  # (11, req, data, is_text)
 EV_WS_CLOSE = 12  # (12, req, code, reason): the client closed or the connection failed
@@ -144,20 +145,27 @@ def _connection_fields(fixed, headers, state):
     }
 
 
+# The "asgi" and "extensions" values of an HTTP scope; each scope gets
+# copies (the C builder, scope.c, reads these too).
+HTTP_ASGI = {"version": "3.0", "spec_version": "2.5"}
+HTTP_EXTENSIONS = {
+    "http.response.pathsend": {},
+    "http.response.early_hint": {},
+    "http.response.trailers": {},
+}
+
+
 def build_scope(parts, state):
     """Builds an HTTP scope (ASGI HTTP spec 2.5, "Connection Scope") from an
-    EV_REQUEST parts tuple; returns (scope, has_body)."""
+    EV_REQUEST parts tuple; returns (scope, has_body). The reference for the
+    C builder (scope.c), which makes the scope of EV_REQUEST_SCOPE events."""
     fixed, headers = _split_parts(parts)
     scope = {
         "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.5"},
+        "asgi": dict(HTTP_ASGI),
         "method": fixed[1].decode("latin-1"),
         **_connection_fields(fixed, headers, state),
-        "extensions": {
-            "http.response.pathsend": {},
-            "http.response.early_hint": {},
-            "http.response.trailers": {},
-        },
+        "extensions": {name: dict(opts) for name, opts in HTTP_EXTENSIONS.items()},
     }
     return scope, fixed[11] != b"0"
 
@@ -187,9 +195,23 @@ def build_websocket_scope(parts, state):
     }
 
 
-def _websocket_scope_args(parts, state):
-    """_WebSocket's constructor arguments, as build_scope gives _Request's."""
-    return (build_websocket_scope(parts, state),)
+def _request_args(event, state):
+    """_Request's constructor arguments (after server and handle) from an
+    EV_REQUEST event."""
+    return build_scope(event[2], state)
+
+
+def _c_request_args(event, state):
+    """The same from an EV_REQUEST_SCOPE event."""
+    scope = event[2]
+    # Lifespan spec, "Lifespan State": a shallow copy per request.
+    scope["state"] = state.copy()
+    return scope, event[3]
+
+
+def _websocket_args(event, state):
+    """_WebSocket's constructor arguments from an EV_WS_CONNECT event."""
+    return (build_websocket_scope(event[2], state),)
 
 
 def _to_bytes(value, what):
@@ -940,6 +962,7 @@ class _Server:
         # Event kind -> handler.
         self.dispatch = {
             EV_REQUEST: self.on_request,
+            EV_REQUEST_SCOPE: self.on_request_scope,
             EV_BODY: self.on_body,
             EV_DISCONNECT: self.on_disconnect,
             EV_SENT: self.on_sent,
@@ -1005,21 +1028,24 @@ class _Server:
             ex.task.cancel()
 
     def on_request(self, event):
-        self._open(event, "request", build_scope, _Request)
+        self._open(event, "request", _request_args, _Request)
+
+    def on_request_scope(self, event):
+        self._open(event, "request", _c_request_args, _Request)
 
     def on_ws_connect(self, event):
-        self._open(event, "websocket", _websocket_scope_args, _WebSocket)
+        self._open(event, "websocket", _websocket_args, _WebSocket)
 
     def _open(self, event, what, build, cls):
         """Starts the app's task for a new HTTP request or WebSocket: build
-        turns the event's parts into the exchange's constructor arguments."""
+        turns the event into the exchange's constructor arguments."""
         req = event[1]
         if self.stopping:
             _log(req, LOG_WARNING, f"{what} arrived after the ASGI app began shutting down")
             _native.asgi_finish(req, APP_ERROR)
             return
         try:
-            args = build(event[2], self.state)
+            args = build(event, self.state)
         except Exception as exc:
             _log(req, LOG_ERROR, f"bad ASGI {what} from the native side: {exc!r}")
             _native.asgi_finish(req, APP_ERROR)

@@ -47,6 +47,7 @@ type asgiRequest struct {
 	bodyErr       error                    // set by the reader before it posts evDisconnect
 	ctl           *http.ResponseController // made on first use, for flushes and deadlines
 	preloaded     bool                     // the whole body went with the request event
+	trailers      bool                     // http.response.start announced trailers
 	goneReported  bool                     // a failed write was reported as evDisconnect
 }
 
@@ -57,6 +58,7 @@ type asgiCmd struct {
 	data    []byte // cmdBody, cmdWSSend: C memory of the outbox, or Python's bytes kept alive by asgi.py until evSendDone
 	more    bool   // more_body; more_trailers; for cmdWSSend: a text message
 	notify  bool   // cmdBody: asgi.py awaits the completion event
+	boxed   bool   // from the outbox: the final message ends the request (no cmdFinish follows)
 	path    string // pathsend's path; the WebSocket subprotocol, or close reason
 	code    int    // asgi_finish's code; the WebSocket close code
 }
@@ -243,14 +245,17 @@ func (req *asgiRequest) do(c *asgiCmd) (done bool, err error) {
 			req.goneReported = true
 			req.app.post(asgiEvent{kind: evDisconnect, handle: req.handle})
 		}
+		return req.endsResponse(c, !c.more && !req.trailers)
 	case cmdPathsend:
 		req.app.post(asgiEvent{kind: evSendDone, handle: req.handle, flag: req.sendFile(c.path)})
+		return req.endsResponse(c, !req.trailers)
 	case cmdTrailers:
 		h := req.w.Header()
 		for _, kv := range c.headers {
 			h.Add(http.TrailerPrefix+kv[0], kv[1])
 		}
 		req.app.post(asgiEvent{kind: evSendDone, handle: req.handle, flag: true})
+		return req.endsResponse(c, !c.more)
 	case cmdReceive:
 		if req.preloaded {
 			// asgi.py had the whole body with the request and asks for no
@@ -274,6 +279,19 @@ func (req *asgiRequest) do(c *asgiCmd) (done bool, err error) {
 		req.doWebSocket(c)
 	}
 	return false, nil
+}
+
+// endsResponse: a final message (last the body, pathsend or trailers) from
+// the outbox ends the request here, as asgi_finish would, which asgi.py
+// then leaves out: the response is whole whatever the app does afterwards,
+// and the request no longer waits for the loop's next pass. (A failed
+// write is a client that left: nothing more to answer either.)
+func (req *asgiRequest) endsResponse(c *asgiCmd, final bool) (done bool, err error) {
+	if !c.boxed || !final {
+		return false, nil
+	}
+	req.stopBodyReader()
+	return true, nil
 }
 
 // controller is made once per request: a streamed response flushes every
@@ -437,7 +455,7 @@ func (req *asgiRequest) runBox() (done bool, err error) {
 	for off := 0; off < len(buf); {
 		hdr := (*C.cs_acmd)(unsafe.Pointer(&buf[off]))
 		q := off + int(unsafe.Sizeof(*hdr))
-		c := asgiCmd{kind: int(hdr.kind), notify: hdr.notify != 0}
+		c := asgiCmd{kind: int(hdr.kind), notify: hdr.notify != 0, boxed: true}
 		if nh := int(hdr.nhdrs); nh > 0 {
 			c.headers = make([][2]string, nh)
 			for i := range c.headers {
@@ -459,6 +477,7 @@ func (req *asgiRequest) runBox() (done bool, err error) {
 		switch c.kind {
 		case cmdStart:
 			c.status = int(hdr.arg)
+			req.trailers = hdr.arg2 != 0
 		case cmdBody:
 			c.data, c.more = data, hdr.arg != 0
 			if hdr.ext == nil {

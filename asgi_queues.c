@@ -42,7 +42,8 @@ struct cs_aapp {
 	size_t nevs, capevs, nspare, capspare;
 	int wake_signaled; // wake_fd written since the loop last emptied the inbox
 	cs_areq *ready_head, *ready_tail;
-	int news_signaled; // news_fd written since Go last emptied the ready list
+	int news_signaled; // news_fd written (or held) since Go last emptied the ready list
+	int news_held;     // ... held: cs_aapp_flush writes it
 	// Outboxes by the slot part of their handle (handles.go): handles are
 	// reused per slot, with a new generation, so the table stays as small as
 	// the most requests in flight at once.
@@ -324,6 +325,17 @@ void caddysnake_areq_sent(cs_aapp *a, cs_areq *r, size_t n) {
 	pthread_mutex_unlock(&a->mu);
 }
 
+void cs_aapp_flush(cs_aapp *a) {
+	pthread_mutex_lock(&a->mu);
+	if (a->news_held) {
+		a->news_held = 0;
+		if (!a->closed) {
+			wake(a->news_fd);
+		}
+	}
+	pthread_mutex_unlock(&a->mu);
+}
+
 int caddysnake_aapp_take_ready(cs_aapp *a, uintptr_t *out, int max) {
 	int n = 0;
 	pthread_mutex_lock(&a->mu);
@@ -357,8 +369,9 @@ static char *grow_fill(cs_areq *r, size_t more) {
 	return r->fill + r->fill_len;
 }
 
-int cs_aapp_command(cs_aapp *a, uintptr_t h, int kind, int arg, const cs_str *pairs, size_t npairs,
-                    const char *data, size_t len) {
+int cs_aapp_command(cs_aapp *a, uintptr_t h, int kind, int arg, int arg2, const cs_str *pairs, size_t npairs,
+                    const char *data, size_t len, int hold, int *held) {
+	*held = 0;
 	size_t size = sizeof(cs_acmd);
 	for (size_t i = 0; i < 2 * npairs; i++) {
 		size += sizeof(int32_t) + pairs[i].len;
@@ -399,7 +412,7 @@ int cs_aapp_command(cs_aapp *a, uintptr_t h, int kind, int arg, const cs_str *pa
 		}
 	}
 	cs_acmd *c = (cs_acmd *)p;
-	*c = (cs_acmd){.kind = kind, .arg = arg, .nhdrs = (int32_t)npairs, .notify = notify,
+	*c = (cs_acmd){.kind = kind, .arg = arg, .arg2 = arg2, .nhdrs = (int32_t)npairs, .notify = notify,
 	               .len = (int64_t)len, .ext = copy ? NULL : data};
 	char *q = p + sizeof *c;
 	for (size_t i = 0; i < 2 * npairs; i++) {
@@ -424,7 +437,11 @@ int cs_aapp_command(cs_aapp *a, uintptr_t h, int kind, int arg, const cs_str *pa
 		a->ready_tail = r;
 		if (!a->news_signaled && !a->closed) {
 			a->news_signaled = 1;
-			wake(a->news_fd);
+			if (hold) {
+				a->news_held = *held = 1;
+			} else {
+				wake(a->news_fd);
+			}
 		}
 	}
 	pthread_mutex_unlock(&a->mu);

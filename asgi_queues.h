@@ -27,11 +27,13 @@ enum {
 // then the bytes) and, unless ext is set, len bytes of data; the next one
 // starts at the following multiple of 8. Native byte order.
 typedef struct {
-	int32_t kind;    // ACMD_*
-	int32_t arg;     // start: status; body, trailers: more; finish: code
-	int32_t nhdrs;   // header pairs
-	int32_t notify;  // Go answers with a completion event (kind 3) once done
-	int64_t len;     // bytes of data (a body, a path)
+	int32_t kind;     // ACMD_*
+	int32_t arg;      // start: status; body, trailers: more; finish: code
+	int32_t arg2;     // start: trailers follow the body
+	int32_t nhdrs;    // header pairs
+	int32_t notify;   // Go answers with a completion event (kind 3) once done
+	int32_t reserved;
+	int64_t len;      // bytes of data (a body, a path)
 	const char *ext; // data left in Python's bytes (a large body), which
 	                 // asgi.py keeps alive until the completion event
 } cs_acmd;
@@ -84,9 +86,12 @@ extern _Thread_local cs_aapp *cs_loop_app;
 // it is copied. 1: done, no completion event follows (a copied body, or a
 // command that has none); 0: a completion event follows (notify); -1: h has
 // no outbox here (a WebSocket, an unknown or finished request: the caller
-// goes to Go instead); -2: out of memory.
-int cs_aapp_command(cs_aapp *a, uintptr_t h, int kind, int arg, const cs_str *pairs, size_t npairs,
-                    const char *data, size_t len);
+// goes to Go instead); -2: out of memory. With hold, news for Go is held
+// back: *held says the caller must see to a cs_aapp_flush later.
+int cs_aapp_command(cs_aapp *a, uintptr_t h, int kind, int arg, int arg2, const cs_str *pairs, size_t npairs,
+                    const char *data, size_t len, int hold, int *held);
+// Lets Go know of news held back by cs_aapp_command.
+void cs_aapp_flush(cs_aapp *a);
 // Takes every queued event: *evs (n of them) stays valid until the next
 // call, which frees it.
 size_t cs_aapp_drain(cs_aapp *a, const cs_event **evs);

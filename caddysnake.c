@@ -516,27 +516,69 @@ static PyObject *cs_asgi_drain(PyObject *mod, PyObject *arg) {
 	return list;
 }
 
+// The loop's flusher (asgi_set_flusher): called, with no arguments, when
+// news for Go is held back, to have asgi_flush called once the loop is done
+// with what it runs now. An owned reference, loop thread only.
+static _Thread_local PyObject *loop_flusher;
+
 // Appends a command to the outbox of HTTP request h when it has one on this
 // loop: 1 done, 0 a completion event follows, -1 no outbox here (the caller
 // calls Go), -2 out of memory (a MemoryError is set).
-static int command(uintptr_t h, int kind, int arg, const cs_str *pairs, size_t npairs, const char *data,
-                   size_t len) {
+//
+// News for Go is held back while the loop runs (with a flusher): the first
+// command of a batch asks for a flush, and the requests that run after it in
+// the same pass of the loop join that batch. Go's thread would otherwise
+// wake on the first one and preempt the loop once per request.
+static int command(uintptr_t h, int kind, int arg, int arg2, const cs_str *pairs, size_t npairs,
+                   const char *data, size_t len) {
 	if (cs_loop_app == NULL) {
 		return -1;
 	}
-	int rc = cs_aapp_command(cs_loop_app, h, kind, arg, pairs, npairs, data, len);
+	int held;
+	int rc = cs_aapp_command(cs_loop_app, h, kind, arg, arg2, pairs, npairs, data, len, loop_flusher != NULL,
+	                         &held);
 	if (rc == -2) {
 		PyErr_NoMemory();
+	}
+	if (held) {
+		PyObject *r = PyObject_CallNoArgs(loop_flusher);
+		if (r == NULL) {
+			// Without a scheduled flush Go would never hear of it: tell it now.
+			PyErr_WriteUnraisable(loop_flusher);
+			cs_aapp_flush(cs_loop_app);
+		}
+		Py_XDECREF(r);
 	}
 	return rc;
 }
 
-// What a send-like call returns to asgi.py: True when it is over (nothing
-// of its data is read later, no completion event follows), None when a
-// completion event follows.
+// What a call returns to asgi.py: True when it is over (nothing of its data
+// is read later, no completion event follows), False when a completion event
+// follows; both mean the request has an outbox. None: the call went to Go.
 static PyObject *command_result(int done) {
-	if (done) {
+	if (done == 1) {
 		Py_RETURN_TRUE;
+	}
+	if (done == 0) {
+		Py_RETURN_FALSE;
+	}
+	Py_RETURN_NONE;
+}
+
+// asgi_set_flusher(callable or None): see loop_flusher.
+static PyObject *cs_asgi_set_flusher(PyObject *mod, PyObject *arg) {
+	if (arg != Py_None && !PyCallable_Check(arg)) {
+		PyErr_SetString(PyExc_TypeError, "asgi_set_flusher(callable or None)");
+		return NULL;
+	}
+	Py_XSETREF(loop_flusher, arg == Py_None ? NULL : Py_NewRef(arg));
+	Py_RETURN_NONE;
+}
+
+// asgi_flush(): lets Go know of news held back on this loop.
+static PyObject *cs_asgi_flush(PyObject *mod, PyObject *unused) {
+	if (cs_loop_app != NULL) {
+		cs_aapp_flush(cs_loop_app);
 	}
 	Py_RETURN_NONE;
 }
@@ -564,11 +606,10 @@ static PyObject *call_with_headers(PyObject *mod, PyObject *const *args, Py_ssiz
 	if (flatten_headers_as(args[hdr_at], bytes_view, &keep, stack, &pairs, &npairs) < 0) {
 		return NULL;
 	}
-	int done = kind >= 0 ? command(h, kind, (int)a, pairs, npairs, NULL, 0) : -1;
+	int done = kind >= 0 ? command(h, kind, (int)a, (int)b, pairs, npairs, NULL, 0) : -1;
 	if (done == -1) {
 		// Go copies the headers before it returns.
-		done = go(h, pairs, npairs, a, b) < 0 ? -1 : 0;
-		if (done < 0) {
+		if (go(h, pairs, npairs, a, b) < 0) {
 			free_headers(keep, stack, pairs);
 			return dead_request(mod, h);
 		}
@@ -648,15 +689,12 @@ static PyObject *send_bytes_call(PyObject *mod, PyObject *const *args, Py_ssize_
 	}
 	const char *data = PyBytes_AS_STRING(args[1]);
 	size_t len = (size_t)PyBytes_GET_SIZE(args[1]);
-	int done = kind >= 0 ? command(h, kind, flag, NULL, 0, data, len) : -1;
+	int done = kind >= 0 ? command(h, kind, flag, 0, NULL, 0, data, len) : -1;
 	if (done == -2) {
 		return NULL;
 	}
-	if (done == -1) {
-		if (go(h, (char *)data, len, flag) < 0) {
-			return dead_request(mod, h);
-		}
-		done = 0;
+	if (done == -1 && go(h, (char *)data, len, flag) < 0) {
+		return dead_request(mod, h);
 	}
 	return command_result(done);
 }
@@ -680,14 +718,14 @@ static PyObject *cs_asgi_pathsend(PyObject *mod, PyObject *const *args, Py_ssize
 	if (path == NULL) {
 		return NULL;
 	}
-	int done = command(h, ACMD_PATHSEND, 0, NULL, 0, path, (size_t)n);
+	int done = command(h, ACMD_PATHSEND, 0, 0, NULL, 0, path, (size_t)n);
 	if (done == -2) {
 		return NULL;
 	}
 	if (done == -1 && go_asgi_pathsend(h, (char *)path, (size_t)n) < 0) { // Go copies path
 		return dead_request(mod, h);
 	}
-	Py_RETURN_NONE;
+	return command_result(done);
 }
 
 // Calls fn(handle, int) for the (handle, int) signatures below, or appends
@@ -706,14 +744,14 @@ static PyObject *handle_int_call(PyObject *mod, PyObject *const *args, Py_ssize_
 			return NULL;
 		}
 	}
-	int done = kind >= 0 ? command(h, kind, v, NULL, 0, NULL, 0) : -1;
+	int done = kind >= 0 ? command(h, kind, v, 0, NULL, 0, NULL, 0) : -1;
 	if (done == -2) {
 		return NULL;
 	}
 	if (done == -1 && fn(h, v) < 0) {
 		return dead_request(mod, h);
 	}
-	Py_RETURN_NONE;
+	return command_result(done);
 }
 
 static int64_t go_receive_adapter(uintptr_t h, int v) { return go_asgi_receive(h); }
@@ -933,6 +971,8 @@ static PyObject *cs_interpreter_count(PyObject *mod, PyObject *unused) {
 
 static PyMethodDef module_methods[] = {
 	{"asgi_drain", (PyCFunction)cs_asgi_drain, METH_O, "asgi_drain(app) -> list of events"},
+	{"asgi_set_flusher", (PyCFunction)cs_asgi_set_flusher, METH_O, "asgi_set_flusher(callable or None)"},
+	{"asgi_flush", (PyCFunction)cs_asgi_flush, METH_NOARGS, "asgi_flush(): news held for Go goes out"},
 	FASTCALL("asgi_start", cs_asgi_start, "asgi_start(req, status, headers, trailers)"),
 	FASTCALL("asgi_body", cs_asgi_body, "asgi_body(req, data, more_body)"),
 	FASTCALL("asgi_receive", cs_asgi_receive, "asgi_receive(req)"),
@@ -1630,6 +1670,8 @@ char *caddysnake_asgi_run(cs_interp *ci, PyThreadState *ts, PyObject *app, cs_aa
 	}
 	Py_XDECREF(res);
 	Py_XDECREF(opts);
+	Py_CLEAR(loop_flusher); // run_loop clears it; this is in case it could not
+	cs_aapp_flush(queues);
 	PyEval_SaveThread();
 	cs_loop_app = NULL;
 	loop_interp = NULL;

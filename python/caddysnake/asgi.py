@@ -13,6 +13,7 @@ replace it.
 
 import asyncio
 import collections
+import functools
 import inspect
 import os
 import traceback
@@ -257,6 +258,8 @@ class _Exchange:
         "ended", "end_ok", "sending", "send_fut",
         # ending
         "cancelled", "gone", "error", "task_done", "finished",
+        # the native side
+        "outbox",
     )
 
     def __init__(self, server, handle, scope):
@@ -276,6 +279,10 @@ class _Exchange:
         self.error = False  # the app raised (logged already)
         self.task_done = False
         self.finished = False  # asgi_finish was called: the handle is dead
+        # Native calls for this exchange go to an outbox (they return True or
+        # False, not None): its final message ends it on the Go side, with
+        # no asgi_finish needed.
+        self.outbox = False
 
     # ------------------------------------------------------------ task
 
@@ -329,6 +336,8 @@ class _Exchange:
         self._wake()  # a receive() left waiting in some other task of the app
         self.scope = None
         self.server.forget(handle)
+        if self.outbox and self.ended:
+            return  # Go ended the request when it took the final message
         try:
             _native.asgi_finish(handle, code)
         except BaseException as exc:  # noqa: B036
@@ -362,10 +371,13 @@ class _Exchange:
 
     def _call(self, fn, *args):
         try:
-            return fn(self.handle, *args)
+            result = fn(self.handle, *args)
         except ClientDisconnected:
             self._refused()
             raise
+        if result is not None:
+            self.outbox = True
+        return result
 
     async def _ready(self):
         # An earlier send() was cancelled before its completion arrived: one
@@ -579,7 +591,7 @@ class _Request(_Exchange):
         await self._ready()
         if not more:
             self._end_of_body()
-        if self._call(_native.asgi_body, body, more) is True:
+        if self._call(_native.asgi_body, body, more):
             # Copied into the request's outbox: the send is over, and no
             # completion event follows.
             if self.ended:
@@ -1094,6 +1106,9 @@ class _Server:
     async def main(self):
         loop = self.loop
         loop.add_reader(self.wake_fd, self.on_wake)
+        # News for Go is held back while the loop runs requests, and goes out
+        # in one wake-up once the loop gets to its next pass.
+        _native.asgi_set_flusher(functools.partial(loop.call_soon, _native.asgi_flush))
         try:
             ok, message = await self.lifespan.startup()
             self.ready_sent = True
@@ -1110,6 +1125,7 @@ class _Server:
             self.stopped_sent = True
             _native.asgi_stopped(self.handle, ok, message)
         finally:
+            _native.asgi_set_flusher(None)
             loop.remove_reader(self.wake_fd)
 
     async def close_requests(self):

@@ -47,9 +47,11 @@ class FakeASGINative:
         self.ready = None  # (ok, message)
         self.stopped = None
         self.auto_complete = True  # answer every send with (3, req, True) at once
-        # asgi_body copies the bytes (as C does into an HTTP request's outbox)
-        # and returns True: no completion event follows.
-        self.copy_bodies = False
+        # Behave as C does for an HTTP request with an outbox: asgi_start
+        # returns True, asgi_body copies the bytes and returns True (no
+        # completion event follows), and the final body ends the request on
+        # the Go side (recorded as finished OK: no asgi_finish may follow).
+        self.outbox = False
         self.bodies = {}  # req -> [(data, more), ...] answered to asgi_receive in order
         self.outstanding = {}  # req -> what Go would be reading until the completion
         self.released_early = []  # reqs whose send data Python let go before its completion
@@ -158,6 +160,12 @@ class FakeASGINative:
                         self.released_early.append(ev[1])
             return events
 
+    def asgi_set_flusher(self, flusher):
+        self.flusher = flusher
+
+    def asgi_flush(self):
+        pass
+
     def _send(self, name, req, keep, *args):
         with self.cond:
             self._record(name, req, *args)
@@ -174,13 +182,16 @@ class FakeASGINative:
             ):
                 self.violations.append(f"asgi_start({status!r}, {headers!r}, {trailers!r})")
             self._record("start", req, status, list(headers), trailers)
+            return True if self.outbox else None
 
     def asgi_body(self, req, data, more_body):
         if type(data) is not bytes or type(more_body) is not bool:
             self.violations.append(f"asgi_body({type(data).__name__}, {more_body!r})")
-        if self.copy_bodies:
+        if self.outbox:
             with self.cond:
                 self._record("body", req, bytes(bytearray(data)), more_body)
+                if not more_body:
+                    self.finished[req] = asgi.OK
             return True
         # A copy in the record, so that only Python holds `data` itself.
         self._send("body", req, data, bytes(bytearray(data)), more_body)

@@ -353,9 +353,11 @@ def test_streaming_body_waits_for_each_completion(asgi_native, serve):
 
 def test_copied_bodies_need_no_completion(asgi_native, serve):
     # The C side copies small bodies and says so: send() is over at once,
-    # and the response is complete without any completion event.
+    # and the response is complete without any completion event; the final
+    # body ends the request on the Go side, so no asgi_finish follows (the
+    # fake flags one as a call on a finished request).
     asgi_native.auto_complete = False
-    asgi_native.copy_bodies = True
+    asgi_native.outbox = True
     done = []
 
     async def app(scope, receive, send):
@@ -376,7 +378,7 @@ def test_copied_body_then_disconnect_raises(asgi_native, serve):
     # A write Go could not make is reported as a disconnect when no send
     # awaits it: the next send raises, and the request ends as client-gone.
     asgi_native.auto_complete = False
-    asgi_native.copy_bodies = True
+    asgi_native.outbox = True
     got = []
 
     async def app(scope, receive, send):

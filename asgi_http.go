@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 	"unsafe"
@@ -281,6 +282,42 @@ func (req *asgiRequest) do(c *asgiCmd) (done bool, err error) {
 	return false, nil
 }
 
+// addRawHeaders adds the n header pairs laid out in buf from q (an int32
+// length, then the bytes, for each name and value) to h, and returns where
+// they end. Straight from the outbox: no pair slice, and the usual names
+// need no canonicalising copy.
+func addRawHeaders(h http.Header, buf []byte, q, n int) int {
+	for i := 0; i < n; i++ {
+		l := int(*(*int32)(unsafe.Pointer(&buf[q])))
+		name := buf[q+4 : q+4+l]
+		q += 4 + l
+		l = int(*(*int32)(unsafe.Pointer(&buf[q])))
+		value := string(buf[q+4 : q+4+l])
+		q += 4 + l
+		key, ok := commonHeaderKeys[string(name)] // no allocation for the lookup
+		if !ok {
+			key = http.CanonicalHeaderKey(string(name))
+		}
+		h[key] = append(h[key], value)
+	}
+	return q
+}
+
+// commonHeaderKeys maps the lower-case names ASGI apps send (the spec
+// wants them lower-cased) to Go's canonical form, for the most common
+// response headers.
+var commonHeaderKeys = func() map[string]string {
+	m := map[string]string{}
+	for _, k := range []string{"Content-Type", "Content-Length", "Content-Encoding", "Content-Disposition",
+		"Cache-Control", "Set-Cookie", "Location", "Etag", "Last-Modified", "Expires", "Vary", "Date", "Server",
+		"Access-Control-Allow-Origin", "Access-Control-Allow-Credentials", "Access-Control-Allow-Headers",
+		"Access-Control-Allow-Methods", "Access-Control-Expose-Headers", "X-Content-Type-Options",
+		"X-Frame-Options", "Strict-Transport-Security", "Link", "Transfer-Encoding", "Connection"} {
+		m[strings.ToLower(k)] = k
+	}
+	return m
+}()
+
 // endsResponse: a final message (last the body, pathsend or trailers) from
 // the outbox ends the request here, as asgi_finish would, which asgi.py
 // then leaves out: the response is whole whatever the app does afterwards,
@@ -456,7 +493,9 @@ func (req *asgiRequest) runBox() (done bool, err error) {
 		hdr := (*C.cs_acmd)(unsafe.Pointer(&buf[off]))
 		q := off + int(unsafe.Sizeof(*hdr))
 		c := asgiCmd{kind: int(hdr.kind), notify: hdr.notify != 0, boxed: true}
-		if nh := int(hdr.nhdrs); nh > 0 {
+		if nh := int(hdr.nhdrs); nh > 0 && c.kind == cmdStart {
+			q = addRawHeaders(req.w.Header(), buf, q, nh)
+		} else if nh > 0 {
 			c.headers = make([][2]string, nh)
 			for i := range c.headers {
 				for j := 0; j < 2; j++ {

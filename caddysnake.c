@@ -8,6 +8,9 @@
 #include "lanes.h"
 
 #include <assert.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
@@ -1174,8 +1177,26 @@ static void drop_functions(cs_interp *ci) {
 	cs_scope_parts_clear(&ci->scope);
 }
 
+// glibc hands the free memory at the top of a heap back to the kernel once
+// it passes 128 KiB (M_TRIM_THRESHOLD). A server that allocates and frees a
+// request body or a response of 64 KiB per request then has every one of
+// them fault fresh, zeroed pages in again: measured on the 64 KiB ASGI echo
+// benchmark, 6-7k req/s with the default against 9.5-11k with 8 MiB. So the
+// threshold becomes 8 MiB per heap, and the mmap threshold (which setting
+// the other one freezes at 128 KiB) 1 MiB, unless the operator chose either
+// through glibc's environment variables.
+static void tune_malloc(void) {
+#ifdef __GLIBC__
+	if (getenv("MALLOC_TRIM_THRESHOLD_") == NULL && getenv("MALLOC_MMAP_THRESHOLD_") == NULL) {
+		mallopt(M_TRIM_THRESHOLD, 8 << 20);
+		mallopt(M_MMAP_THRESHOLD, 1 << 20);
+	}
+#endif
+}
+
 char *caddysnake_init(const char *bootstrap, const char *files, size_t files_len,
                       const char *version, cs_interp **main_out) {
+	tune_malloc();
 	boot.source = strdup(bootstrap);
 	boot.files = malloc(files_len);
 	boot.version = strdup(version);

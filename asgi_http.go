@@ -136,6 +136,13 @@ func (a *ASGIApp) Serve(w http.ResponseWriter, r *http.Request) error {
 			ctxDone = nil
 			a.post(asgiEvent{kind: evDisconnect, handle: req.handle})
 		case <-a.loopDone:
+			// The loop may have finished this response just before it
+			// stopped, with the news still on its way: send it if so.
+			if req.box != nil {
+				if done, err := req.runBox(); done {
+					return err
+				}
+			}
 			return caddyhttp.Error(http.StatusServiceUnavailable, ErrStopped)
 		}
 	}
@@ -327,7 +334,13 @@ func (req *asgiRequest) endsResponse(c *asgiCmd, final bool) (done bool, err err
 	if !c.boxed || !final {
 		return false, nil
 	}
-	req.stopBodyReader()
+	if req.readerStarted {
+		// A receive() may still wait for a chunk the reader, stopped now,
+		// will never post: it gets http.disconnect instead (the response is
+		// complete). Harmless if the chunk came.
+		req.stopBodyReader()
+		req.app.post(asgiEvent{kind: evDisconnect, handle: req.handle})
+	}
 	return true, nil
 }
 
@@ -405,6 +418,9 @@ func (req *asgiRequest) startBodyReader() {
 }
 
 func (req *asgiRequest) readBody() {
+	// release clears req once readerDone is closed: what the last post
+	// needs is read before that.
+	app := req.app
 	for {
 		select {
 		case <-req.wantBody:
@@ -429,12 +445,12 @@ func (req *asgiRequest) readBody() {
 			// reader, not cut a read short with a deadline on a connection
 			// that is still in use.
 			close(req.readerDone)
-			req.app.post(ev)
+			app.post(ev)
 			return
 		}
 		// req.body is reused only after the next asgi_receive, which the
 		// loop makes after it copied this chunk.
-		req.app.post(ev)
+		app.post(ev)
 	}
 }
 

@@ -51,6 +51,7 @@ struct cs_aapp {
 	size_t nslots;
 	cs_areq *free_list;
 	int nfree;
+	size_t kept_bytes; // buffer capacity held by free_list
 };
 
 _Thread_local cs_aapp *cs_loop_app;
@@ -59,8 +60,11 @@ _Thread_local cs_aapp *cs_loop_app;
 #define SLOT_MASK ((uintptr_t)0xFFFFFF)
 // Outboxes kept for reuse; beyond this (a burst is over) they are freed.
 #define MAX_FREE_AREQS 1024
-// An outbox buffer larger than this is not kept when its request ends.
-#define KEEP_BUF_MAX (1024 * 1024)
+// An outbox buffer larger than this is freed when its request ends, and the
+// buffers kept in all (both of each outbox) stay under KEEP_TOTAL_MAX bytes:
+// a burst of large streamed responses must not pin its peak memory.
+#define KEEP_BUF_MAX (128 * 1024)
+#define KEEP_TOTAL_MAX (16 * 1024 * 1024)
 
 #define ALIGN8(n) (((n) + 7) & ~(size_t)7)
 
@@ -252,6 +256,7 @@ cs_areq *caddysnake_areq_open(cs_aapp *a, uintptr_t handle) {
 	if (r != NULL) {
 		a->free_list = r->next_free;
 		a->nfree--;
+		a->kept_bytes -= r->fill_cap + r->taken_cap;
 	} else if ((r = calloc(1, sizeof *r)) == NULL) {
 		pthread_mutex_unlock(&a->mu);
 		return NULL;
@@ -284,6 +289,7 @@ static void unlink_ready(cs_aapp *a, cs_areq *r) {
 
 void caddysnake_areq_close(cs_aapp *a, cs_areq *r) {
 	size_t slot = r->handle & SLOT_MASK;
+	char *drop[2] = {NULL, NULL};
 	pthread_mutex_lock(&a->mu);
 	if (slot < a->nslots && a->by_slot[slot] == r) {
 		a->by_slot[slot] = NULL;
@@ -291,16 +297,26 @@ void caddysnake_areq_close(cs_aapp *a, cs_areq *r) {
 	unlink_ready(a, r);
 	r->handle = 0;
 	r->fill_len = r->taken_len = r->pending = 0;
-	if (a->nfree < MAX_FREE_AREQS && r->fill_cap <= KEEP_BUF_MAX && r->taken_cap <= KEEP_BUF_MAX) {
-		r->next_free = a->free_list;
-		a->free_list = r;
-		a->nfree++;
-		r = NULL;
-	}
-	pthread_mutex_unlock(&a->mu);
-	if (r != NULL) {
+	if (a->nfree >= MAX_FREE_AREQS) {
+		pthread_mutex_unlock(&a->mu);
 		areq_free(r);
+		return;
 	}
+	// Kept, its buffers only when they are small and within the budget.
+	if (r->fill_cap > KEEP_BUF_MAX || r->taken_cap > KEEP_BUF_MAX ||
+	    a->kept_bytes + r->fill_cap + r->taken_cap > KEEP_TOTAL_MAX) {
+		drop[0] = r->fill;
+		drop[1] = r->taken;
+		r->fill = r->taken = NULL;
+		r->fill_cap = r->taken_cap = 0;
+	}
+	a->kept_bytes += r->fill_cap + r->taken_cap;
+	r->next_free = a->free_list;
+	a->free_list = r;
+	a->nfree++;
+	pthread_mutex_unlock(&a->mu);
+	free(drop[0]);
+	free(drop[1]);
 }
 
 void caddysnake_areq_take(cs_aapp *a, cs_areq *r, const char **cmds, size_t *len) {

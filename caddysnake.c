@@ -531,15 +531,17 @@ static _Thread_local PyObject *loop_flusher;
 // News for Go is held back while the loop runs (with a flusher): the first
 // command of a batch asks for a flush, and the requests that run after it in
 // the same pass of the loop join that batch. Go's thread would otherwise
-// wake on the first one and preempt the loop once per request.
+// wake on the first one and preempt the loop once per request. A streamed
+// chunk (more_body) is not held: it goes out even if the app then computes
+// for a while without yielding.
 static int command(uintptr_t h, int kind, int arg, int arg2, const cs_str *pairs, size_t npairs,
                    const char *data, size_t len) {
 	if (cs_loop_app == NULL) {
 		return -1;
 	}
 	int held;
-	int rc = cs_aapp_command(cs_loop_app, h, kind, arg, arg2, pairs, npairs, data, len, loop_flusher != NULL,
-	                         &held);
+	int hold = loop_flusher != NULL && !(kind == ACMD_BODY && arg != 0);
+	int rc = cs_aapp_command(cs_loop_app, h, kind, arg, arg2, pairs, npairs, data, len, hold, &held);
 	if (rc == -2) {
 		PyErr_NoMemory();
 	}
@@ -1670,8 +1672,8 @@ char *caddysnake_asgi_run(cs_interp *ci, PyThreadState *ts, PyObject *app, cs_aa
 	// SCHED_BATCH: Go's threads that post events to a sleeping loop are not
 	// preempted by it, and go on reading other connections; the loop then
 	// takes them as one batch (as lanes.c does for WSGI workers). The Go
-	// thread dies with the loop (it stays locked), so nothing else inherits
-	// the policy.
+	// thread dies with the loop (it stays locked), so no Go thread inherits
+	// the policy; threads the app starts from the loop (executors) do.
 	struct sched_param sp = {0};
 	sched_setscheduler(0, SCHED_BATCH, &sp);
 	cs_loop_app = queues;

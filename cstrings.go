@@ -4,8 +4,8 @@ import "net/http"
 
 // cStrings lays strings out back to back for C: one byte buffer and the end
 // offset of each string. It holds no Go pointers, so C may read it during a
-// call (WSGI) or, pinned, from a drained event (ASGI) without a copy; and
-// the buffers are reused from request to request.
+// call (WSGI's submit and ASGI's post copy it into C memory); and the
+// buffers are reused from request to request.
 type cStrings struct {
 	buf  []byte
 	ends []int32

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -161,6 +162,64 @@ func TestASGIRawApp(t *testing.T) {
 		want, _ := os.ReadFile(filepath.Join(appsDir, "asgi_raw.py"))
 		if !bytes.Equal(b, want) {
 			t.Fatalf("pathsend sent %d bytes, want the %d of the file", len(b), len(want))
+		}
+	})
+
+	t.Run("pathsend that raises", func(t *testing.T) {
+		// The final message never reached Go: the request must still end
+		// (500, the response had not gone out), not wait for the app's stop.
+		client := &http.Client{Timeout: 10 * time.Second}
+		resp, err := client.Get(c.URL("/pathsend-bad"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 500 {
+			t.Fatalf("status %d, want 500", resp.StatusCode)
+		}
+	})
+
+	t.Run("receive waiting when the response completes", func(t *testing.T) {
+		// A receive() asked for before the response went out whole must
+		// return (http.disconnect, or the chunk if it came first), never
+		// stay waiting: the request ends in Go on the final body. A body
+		// that is still arriving keeps Go's body reader busy.
+		const n = 20
+		for i := 0; i < n; i++ {
+			pr, pw := io.Pipe()
+			go pw.Write([]byte("first chunk")) // then nothing until the response came
+			req, _ := http.NewRequest("POST", c.URL("/receive-after"), pr)
+			resp, err := c.Client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			pw.Close()
+			if resp.StatusCode != 200 || string(b) != "done" {
+				t.Fatalf("request %d: %d %q", i, resp.StatusCode, b)
+			}
+		}
+		var counts struct {
+			LateReceive map[string]int `json:"late_receive"`
+		}
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			json.Unmarshal(c.get(t, "/counts", 200), &counts)
+			total := 0
+			for _, v := range counts.LateReceive {
+				total += v
+			}
+			if total >= n {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("only %d of %d late receive() calls returned: %v", total, n, counts.LateReceive)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if counts.LateReceive["stuck"] != 0 {
+			t.Fatalf("receive() calls left waiting after the response: %v", counts.LateReceive)
 		}
 	})
 

@@ -259,7 +259,7 @@ class _Exchange:
         # ending
         "cancelled", "gone", "error", "task_done", "finished",
         # the native side
-        "outbox",
+        "outbox", "handed_off",
     )
 
     def __init__(self, server, handle, scope):
@@ -281,8 +281,9 @@ class _Exchange:
         self.finished = False  # asgi_finish was called: the handle is dead
         # Native calls for this exchange go to an outbox (they return True or
         # False, not None): its final message ends it on the Go side, with
-        # no asgi_finish needed.
+        # no asgi_finish needed, once that message was handed over.
         self.outbox = False
+        self.handed_off = False
 
     # ------------------------------------------------------------ task
 
@@ -336,8 +337,8 @@ class _Exchange:
         self._wake()  # a receive() left waiting in some other task of the app
         self.scope = None
         self.server.forget(handle)
-        if self.outbox and self.ended:
-            return  # Go ended the request when it took the final message
+        if self.handed_off:
+            return  # Go ends the request when it takes the final message
         try:
             _native.asgi_finish(handle, code)
         except BaseException as exc:  # noqa: B036
@@ -377,6 +378,9 @@ class _Exchange:
             raise
         if result is not None:
             self.outbox = True
+            # ended is set before the final message's call, so this is that
+            # call having gone through.
+            self.handed_off = self.ended
         return result
 
     async def _ready(self):

@@ -15,7 +15,10 @@
 /sleep        sleeps 30 s; counts its cancellation
 /duplex       echoes each body chunk as soon as it arrives (full duplex)
 /flood        200 chunks of 1 MiB, counting in "flood_sent" each send that returned
-/counts       {"disconnects": n, "cancelled": n, "flood_sent": n}
+/receive-after  a task waits in receive() while the response is sent whole; counts
+              what that receive() returned (or "stuck" after 5 s) in "late_receive"
+/pathsend-bad http.response.pathsend of a path that cannot be encoded (send raises)
+/counts       {"disconnects": n, "cancelled": n, "flood_sent": n, "late_receive": {...}}
 """
 
 import asyncio
@@ -25,7 +28,7 @@ import random
 
 BIG = random.Random(3).randbytes(10 * 1024 * 1024)
 BIG_SHA = hashlib.sha256(BIG).hexdigest()
-counts = {"disconnects": 0, "cancelled": 0, "flood_sent": 0}
+counts = {"disconnects": 0, "cancelled": 0, "flood_sent": 0, "late_receive": {}}
 
 
 async def respond(send, body, status=200, headers=(), content_type=b"text/plain"):
@@ -120,6 +123,18 @@ async def app(scope, receive, send):
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
             counts["flood_sent"] += 1
         await send({"type": "http.response.body"})
+    elif path == "/receive-after":
+        waiting = asyncio.ensure_future(receive())
+        await asyncio.sleep(0)  # the receive() is asked for before the response goes out
+        await respond(send, b"done")
+        try:
+            kind = (await asyncio.wait_for(waiting, 5))["type"]
+        except asyncio.TimeoutError:
+            kind = "stuck"
+        counts["late_receive"][kind] = counts["late_receive"].get(kind, 0) + 1
+    elif path == "/pathsend-bad":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.pathsend", "path": "/tmp/caddysnake-\udcff"})
     elif path == "/counts":
         await respond(send, json.dumps(counts).encode(), content_type=b"application/json")
     else:

@@ -27,8 +27,7 @@ struct cs_areq {
 	cs_areq *prev_ready, *next_ready; // in the app's ready list
 	int ready;
 	cs_areq *next_free;
-	char *fill, *taken; // commands appended; commands Go carries out
-	size_t fill_len, fill_cap, taken_len, taken_cap;
+	cs_swapbuf cmds; // appended (fill); Go carries them out (taken)
 	size_t pending; // copied body bytes not yet sent
 };
 
@@ -100,8 +99,7 @@ static void free_events(cs_event *evs, size_t n) {
 }
 
 static void areq_free(cs_areq *r) {
-	free(r->fill);
-	free(r->taken);
+	cs_swapbuf_free(&r->cmds);
 	free(r);
 }
 
@@ -256,7 +254,7 @@ cs_areq *caddysnake_areq_open(cs_aapp *a, uintptr_t handle) {
 	if (r != NULL) {
 		a->free_list = r->next_free;
 		a->nfree--;
-		a->kept_bytes -= r->fill_cap + r->taken_cap;
+		a->kept_bytes -= r->cmds.fill_cap + r->cmds.taken_cap;
 	} else if ((r = calloc(1, sizeof *r)) == NULL) {
 		pthread_mutex_unlock(&a->mu);
 		return NULL;
@@ -296,21 +294,22 @@ void caddysnake_areq_close(cs_aapp *a, cs_areq *r) {
 	}
 	unlink_ready(a, r);
 	r->handle = 0;
-	r->fill_len = r->taken_len = r->pending = 0;
+	r->cmds.fill_len = r->cmds.taken_len = r->pending = 0;
 	if (a->nfree >= MAX_FREE_AREQS) {
 		pthread_mutex_unlock(&a->mu);
 		areq_free(r);
 		return;
 	}
 	// Kept, its buffers only when they are small and within the budget.
-	if (r->fill_cap > KEEP_BUF_MAX || r->taken_cap > KEEP_BUF_MAX ||
-	    a->kept_bytes + r->fill_cap + r->taken_cap > KEEP_TOTAL_MAX) {
-		drop[0] = r->fill;
-		drop[1] = r->taken;
-		r->fill = r->taken = NULL;
-		r->fill_cap = r->taken_cap = 0;
+	size_t held = r->cmds.fill_cap + r->cmds.taken_cap;
+	if (r->cmds.fill_cap > KEEP_BUF_MAX || r->cmds.taken_cap > KEEP_BUF_MAX ||
+	    a->kept_bytes + held > KEEP_TOTAL_MAX) {
+		drop[0] = r->cmds.fill;
+		drop[1] = r->cmds.taken;
+		r->cmds = (cs_swapbuf){0};
+		held = 0;
 	}
-	a->kept_bytes += r->fill_cap + r->taken_cap;
+	a->kept_bytes += held;
 	r->next_free = a->free_list;
 	a->free_list = r;
 	a->nfree++;
@@ -322,16 +321,9 @@ void caddysnake_areq_close(cs_aapp *a, cs_areq *r) {
 void caddysnake_areq_take(cs_aapp *a, cs_areq *r, const char **cmds, size_t *len) {
 	pthread_mutex_lock(&a->mu);
 	unlink_ready(a, r); // everything is taken now: a pending wake-up would be stale
-	char *b = r->taken;
-	size_t cap = r->taken_cap;
-	r->taken = r->fill;
-	r->taken_cap = r->fill_cap;
-	r->taken_len = r->fill_len;
-	r->fill = b;
-	r->fill_cap = cap;
-	r->fill_len = 0;
-	*cmds = r->taken;
-	*len = r->taken_len;
+	cs_swapbuf_swap(&r->cmds);
+	*cmds = r->cmds.taken;
+	*len = r->cmds.taken_len;
 	pthread_mutex_unlock(&a->mu);
 }
 
@@ -367,24 +359,6 @@ int caddysnake_aapp_take_ready(cs_aapp *a, uintptr_t *out, int max) {
 	return n;
 }
 
-// With mu held: makes room for more bytes at the end of r's fill buffer.
-static char *grow_fill(cs_areq *r, size_t more) {
-	size_t need = r->fill_len + more;
-	if (need > r->fill_cap) {
-		size_t cap = r->fill_cap < 4096 ? 4096 : r->fill_cap;
-		while (cap < need) {
-			cap *= 2;
-		}
-		char *b = realloc(r->fill, cap);
-		if (b == NULL) {
-			return NULL;
-		}
-		r->fill = b;
-		r->fill_cap = cap;
-	}
-	return r->fill + r->fill_len;
-}
-
 int cs_aapp_command(cs_aapp *a, uintptr_t h, int kind, int arg, int arg2, const cs_str *pairs, size_t npairs,
                     const char *data, size_t len, int hold, int *held) {
 	*held = 0;
@@ -414,7 +388,7 @@ int cs_aapp_command(cs_aapp *a, uintptr_t h, int kind, int arg, int arg2, const 
 		pthread_mutex_unlock(&a->mu);
 		return -1;
 	}
-	char *p = grow_fill(r, size);
+	char *p = cs_swapbuf_reserve(&r->cmds, size);
 	if (p == NULL) {
 		pthread_mutex_unlock(&a->mu);
 		return -2;
@@ -440,7 +414,7 @@ int cs_aapp_command(cs_aapp *a, uintptr_t h, int kind, int arg, int arg2, const 
 	if (copy && len > 0) {
 		memcpy(q, data, len);
 	}
-	r->fill_len += size;
+	r->cmds.fill_len += size;
 	if (!r->ready) {
 		r->ready = 1;
 		r->prev_ready = a->ready_tail;

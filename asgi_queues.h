@@ -8,6 +8,7 @@
 #define CADDYSNAKE_ASGI_QUEUES_H
 
 #include "caddysnake.h"
+#include "swapbuf.h"
 
 typedef struct cs_aapp cs_aapp;
 typedef struct cs_areq cs_areq;

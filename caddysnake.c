@@ -859,6 +859,39 @@ static PyObject *cs_ws_receive(PyObject *mod, PyObject *const *args, Py_ssize_t 
 	return handle_int_call(mod, args, nargs, 1, "ws_receive(req)", -1, go_ws_receive_adapter);
 }
 
+// Lays the items of tuple t out back to back as Go lays a request out
+// (buf, and ends[i] the end of item i), each seen through view: for the
+// test entry points below. 0, or -1 with an exception set; the caller
+// PyMem_Frees *buf and *ends either way.
+static int flatten_tuple(PyObject *t, view_fn view, char **buf, int32_t **ends) {
+	Py_ssize_t n = PyTuple_GET_SIZE(t);
+	size_t total = 0;
+	*buf = NULL;
+	*ends = NULL;
+	for (Py_ssize_t i = 0; i < n; i++) {
+		cs_str v;
+		if (view(PyTuple_GET_ITEM(t, i), &v) < 0) {
+			return -1;
+		}
+		total += v.len;
+	}
+	*buf = PyMem_Malloc(total + 1);
+	*ends = PyMem_Malloc(sizeof(int32_t) * (size_t)(n + 1));
+	if (*buf == NULL || *ends == NULL) {
+		PyErr_NoMemory();
+		return -1;
+	}
+	size_t at = 0;
+	for (Py_ssize_t i = 0; i < n; i++) {
+		cs_str v;
+		view(PyTuple_GET_ITEM(t, i), &v); // checked above
+		memcpy(*buf + at, v.data, v.len);
+		at += v.len;
+		(*ends)[i] = (int32_t)at;
+	}
+	return 0;
+}
+
 // build_environ(req, handle) -> environ: the C builder run on a request
 // tuple in the form caddysnake.wsgi.build_environ takes, so that tests can
 // compare it with that reference inside a real interpreter.
@@ -871,37 +904,17 @@ static PyObject *cs_build_environ_py(PyObject *mod, PyObject *const *args, Py_ss
 	if (h == (size_t)-1 && PyErr_Occurred()) {
 		return NULL;
 	}
-	PyObject *req = args[0], *env = NULL, *wsgi_module = NULL;
-	Py_ssize_t n = PyTuple_GET_SIZE(req);
-	size_t total = 0;
-	for (Py_ssize_t i = 0; i < n; i++) {
-		cs_str v;
-		if (latin1_view(PyTuple_GET_ITEM(req, i), &v) < 0) {
-			return NULL;
+	PyObject *env = NULL, *wsgi_module = NULL;
+	char *buf;
+	int32_t *ends;
+	if (flatten_tuple(args[0], latin1_view, &buf, &ends) == 0) {
+		cs_environ_parts parts;
+		wsgi_module = PyImport_ImportModule("caddysnake.wsgi");
+		if (wsgi_module != NULL && cs_environ_parts_init(&parts, wsgi_module) == 0) {
+			env = cs_build_environ(&parts, (uintptr_t)h, buf, ends, (int)PyTuple_GET_SIZE(args[0]));
+			cs_environ_parts_clear(&parts);
 		}
-		total += v.len;
 	}
-	char *buf = PyMem_Malloc(total + 1);
-	int32_t *ends = PyMem_Malloc(sizeof(int32_t) * (size_t)(n + 1));
-	if (buf == NULL || ends == NULL) {
-		PyErr_NoMemory();
-		goto done;
-	}
-	size_t at = 0;
-	for (Py_ssize_t i = 0; i < n; i++) {
-		cs_str v;
-		latin1_view(PyTuple_GET_ITEM(req, i), &v); // checked above
-		memcpy(buf + at, v.data, v.len);
-		at += v.len;
-		ends[i] = (int32_t)at;
-	}
-	cs_environ_parts parts;
-	wsgi_module = PyImport_ImportModule("caddysnake.wsgi");
-	if (wsgi_module != NULL && cs_environ_parts_init(&parts, wsgi_module) == 0) {
-		env = cs_build_environ(&parts, (uintptr_t)h, buf, ends, (int)n);
-		cs_environ_parts_clear(&parts);
-	}
-done:
 	Py_XDECREF(wsgi_module);
 	PyMem_Free(buf);
 	PyMem_Free(ends);
@@ -917,40 +930,21 @@ static PyObject *cs_build_scope_py(PyObject *mod, PyObject *arg) {
 		PyErr_SetString(PyExc_TypeError, "build_scope(parts: tuple of bytes)");
 		return NULL;
 	}
-	Py_ssize_t n = PyTuple_GET_SIZE(arg);
-	size_t total = 0;
-	for (Py_ssize_t i = 0; i < n; i++) {
-		if (!PyBytes_Check(PyTuple_GET_ITEM(arg, i))) {
-			PyErr_SetString(PyExc_TypeError, "build_scope(parts: tuple of bytes)");
-			return NULL;
-		}
-		total += (size_t)PyBytes_GET_SIZE(PyTuple_GET_ITEM(arg, i));
-	}
 	PyObject *out = NULL, *asgi_module = NULL;
-	char *buf = PyMem_Malloc(total + 1);
-	int32_t *ends = PyMem_Malloc(sizeof(int32_t) * (size_t)(n + 1));
-	if (buf == NULL || ends == NULL) {
-		PyErr_NoMemory();
-		goto done;
-	}
-	size_t at = 0;
-	for (Py_ssize_t i = 0; i < n; i++) {
-		PyObject *b = PyTuple_GET_ITEM(arg, i);
-		memcpy(buf + at, PyBytes_AS_STRING(b), (size_t)PyBytes_GET_SIZE(b));
-		at += (size_t)PyBytes_GET_SIZE(b);
-		ends[i] = (int32_t)at;
-	}
-	cs_scope_parts parts;
-	asgi_module = PyImport_ImportModule("caddysnake.asgi");
-	if (asgi_module != NULL && cs_scope_parts_init(&parts, asgi_module) == 0) {
-		int has_body;
-		PyObject *scope = cs_build_scope(&parts, buf, ends, (int)n, &has_body);
-		if (scope != NULL) {
-			out = Py_BuildValue("(NN)", scope, PyBool_FromLong(has_body));
+	char *buf;
+	int32_t *ends;
+	if (flatten_tuple(arg, bytes_view, &buf, &ends) == 0) {
+		cs_scope_parts parts;
+		asgi_module = PyImport_ImportModule("caddysnake.asgi");
+		if (asgi_module != NULL && cs_scope_parts_init(&parts, asgi_module) == 0) {
+			int has_body;
+			PyObject *scope = cs_build_scope(&parts, buf, ends, (int)PyTuple_GET_SIZE(arg), &has_body);
+			if (scope != NULL) {
+				out = Py_BuildValue("(NN)", scope, PyBool_FromLong(has_body));
+			}
+			cs_scope_parts_clear(&parts);
 		}
-		cs_scope_parts_clear(&parts);
 	}
-done:
 	Py_XDECREF(asgi_module);
 	PyMem_Free(buf);
 	PyMem_Free(ends);

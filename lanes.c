@@ -172,8 +172,7 @@ void caddysnake_job_free(cs_job *j) {
 		caddysnake_out_free(j->out);
 		free(j->buf);
 		free(j->ends);
-		free(j->fill);
-		free(j->taken);
+		cs_swapbuf_free(&j->frames);
 		free(j->body);
 		free(j);
 	}
@@ -274,7 +273,7 @@ int caddysnake_lane_submit(cs_lane *l, cs_job *j, uintptr_t handle, const char *
 	// from its previous request (Go saw that one finish through an earlier
 	// wake-up); the wake-up it yields later is a spurious one.
 	j->next = NULL;
-	j->fill_len = j->taken_len = j->pending = 0;
+	j->frames.fill_len = j->frames.taken_len = j->pending = 0;
 	j->finished = j->gone = 0;
 	pthread_mutex_lock(&l->mu);
 	if (l->stopping) {
@@ -486,17 +485,10 @@ int cs_job_drain(cs_job *j) {
 
 void caddysnake_job_take(cs_job *j, cs_take *t) {
 	pthread_mutex_lock(&j->mu);
-	// Swap buffers: the worker goes on appending to the other one.
-	char *b = j->taken;
-	size_t cap = j->taken_cap;
-	j->taken = j->fill;
-	j->taken_cap = j->fill_cap;
-	j->taken_len = j->fill_len;
-	j->fill = b;
-	j->fill_cap = cap;
-	j->fill_len = 0;
-	t->frames = j->taken;
-	t->len = j->taken_len;
+	// The worker goes on appending to the other buffer.
+	cs_swapbuf_swap(&j->frames);
+	t->frames = j->frames.taken;
+	t->len = j->frames.taken_len;
 	t->finished = j->finished;
 	t->rc = j->rc;
 	pthread_mutex_unlock(&j->mu);
@@ -504,8 +496,8 @@ void caddysnake_job_take(cs_job *j, cs_take *t) {
 
 void caddysnake_job_sent(cs_job *j, int gone) {
 	pthread_mutex_lock(&j->mu);
-	j->pending -= j->taken_len;
-	j->taken_len = 0;
+	j->pending -= j->frames.taken_len;
+	j->frames.taken_len = 0;
 	if (gone) {
 		j->gone = 1;
 	}
@@ -514,20 +506,12 @@ void caddysnake_job_sent(cs_job *j, int gone) {
 }
 
 static int put_bytes(cs_job *j, const void *p, size_t n) {
-	if (j->fill_len + n > j->fill_cap) {
-		size_t cap = j->fill_cap ? j->fill_cap : 4096;
-		while (cap < j->fill_len + n) {
-			cap *= 2;
-		}
-		char *b = realloc(j->fill, cap);
-		if (b == NULL) {
-			return -1;
-		}
-		j->fill = b;
-		j->fill_cap = cap;
+	char *at = cs_swapbuf_reserve(&j->frames, n);
+	if (at == NULL) {
+		return -1;
 	}
-	memcpy(j->fill + j->fill_len, p, n);
-	j->fill_len += n;
+	memcpy(at, p, n);
+	j->frames.fill_len += n;
 	return 0;
 }
 
@@ -538,7 +522,7 @@ int cs_job_write(cs_job *j, int status, const cs_str *pairs, size_t npairs, cons
 		pthread_mutex_unlock(&j->mu);
 		return -1;
 	}
-	size_t before = j->fill_len;
+	size_t before = j->frames.fill_len;
 	cs_frame f = {status, flush, status ? (int32_t)npairs : 0, (int32_t)len};
 	int bad = put_bytes(j, &f, sizeof f);
 	for (size_t i = 0; !bad && i < 2 * (size_t)f.nhdrs; i++) {
@@ -549,11 +533,11 @@ int cs_job_write(cs_job *j, int status, const cs_str *pairs, size_t npairs, cons
 		bad = put_bytes(j, data, len);
 	}
 	if (bad) {
-		j->fill_len = before;
+		j->frames.fill_len = before;
 		pthread_mutex_unlock(&j->mu);
 		return -3;
 	}
-	j->pending += j->fill_len - before;
+	j->pending += j->frames.fill_len - before;
 	int wait = j->pending > OUTBOX_LIMIT;
 	pthread_mutex_unlock(&j->mu);
 	job_notify(j->lane, j);

@@ -6,6 +6,7 @@
 #define CADDYSNAKE_LANES_H
 
 #include "caddysnake.h"
+#include "swapbuf.h"
 
 // One request slot of a lane. Go owns it (wsgi.go keeps one per request in
 // flight and reuses it); C fills rc and out, and links it while queued.
@@ -32,8 +33,7 @@ typedef struct cs_job {
 	// Python never waits for Go unless Go falls OUTBOX_LIMIT bytes behind.
 	pthread_mutex_t mu; // guards the fields below
 	pthread_cond_t drained;
-	char *fill, *taken; // frames appended; frames Go is sending
-	size_t fill_len, fill_cap, taken_len, taken_cap;
+	cs_swapbuf frames;  // appended (fill); Go is sending (taken)
 	size_t pending;     // bytes appended and not yet sent
 	int finished;       // the app is done; rc is final
 	int gone;           // Go could not send: the client left

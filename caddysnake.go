@@ -214,6 +214,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		zap.String("python", PythonVersion()),
 		zap.String("interpreter", mode),
 		zap.Int("interpreters", count),
+		zap.String("scheduling", schedulingPolicy),
 	}, fields...)
 	if FreeThreadedBuild() {
 		fields = append(fields, zap.String("gil", strings.Join(gil, "; ")))

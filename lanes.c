@@ -706,9 +706,11 @@ void caddysnake_lane_work(cs_lane *l) {
 	// the Go thread that submitted it, which goes on reading and queueing
 	// other requests; the worker then runs them as one batch (measured:
 	// +15% hello requests/s on one CPU). The thread goes back to Go's pool
-	// afterwards, so the policy is restored.
+	// afterwards, so a policy changed here is restored (sched.go puts all
+	// of Caddy's threads under SCHED_BATCH unless told not to; then there is
+	// nothing to change).
 	struct sched_param sp = {0};
-	int batch = sched_setscheduler(0, SCHED_BATCH, &sp) == 0;
+	int batch = sched_getscheduler(0) == SCHED_OTHER && sched_setscheduler(0, SCHED_BATCH, &sp) == 0;
 	pthread_mutex_lock(&l->mu);
 	while (await_turn(l)) {
 		link_active(l, &me);

@@ -132,7 +132,10 @@ func startPython() error {
 		}()
 		if err := <-ready; err != nil {
 			pythonMain.err = fmt.Errorf("%w: %v", ErrPythonStart, err)
+			return
 		}
+		schedulingPolicy = batchThreads() // sched.go says why
+
 	})
 	return pythonMain.err
 }

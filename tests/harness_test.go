@@ -124,6 +124,8 @@ type siteOpts struct {
 	tls bool
 	// globals: extra lines for the global options block.
 	globals string
+	// env: extra NAME=value variables for the caddy process.
+	env []string
 }
 
 // caddy is one running `caddy run` process.
@@ -218,7 +220,7 @@ func startCaddy(t *testing.T, sites string, opts ...siteOpts) *caddy {
 	}
 	c.cmd = exec.Command(caddyBin, "run", "--config", cfg, "--adapter", "caddyfile")
 	c.cmd.Dir = c.dir
-	c.cmd.Env = childEnv(c.dir)
+	c.cmd.Env = append(childEnv(c.dir), c.opts.env...)
 	c.cmd.Stdout = c.log
 	c.cmd.Stderr = c.log
 	if err := c.cmd.Start(); err != nil {

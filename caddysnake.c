@@ -306,7 +306,7 @@ static PyObject *cs_read1(PyObject *mod, PyObject *const *args, Py_ssize_t nargs
 static int64_t send_frame(uintptr_t h, int status, cs_str *pairs, size_t npairs, char *data, size_t len,
                           int flush) {
 	cs_job *j = cs_current_job;
-	if (j != NULL && j->handle == h && !j->inline_run) {
+	if (j != NULL && j->handle == h) {
 		return cs_job_write(j, status, pairs, npairs, data, len, flush);
 	}
 	int64_t rc;
@@ -322,8 +322,7 @@ static PyObject *write_error(PyObject *mod, uintptr_t h, int64_t rc) {
 	if (rc == GO_NO_MEMORY) {
 		return PyErr_NoMemory();
 	}
-	if (rc == GO_CLIENT_GONE && cs_current_job != NULL && cs_current_job->handle == h &&
-	    !cs_current_job->inline_run) {
+	if (rc == GO_CLIENT_GONE && cs_current_job != NULL && cs_current_job->handle == h) {
 		// Go said so through the job: no message to fetch from Go.
 		PyErr_SetString(state_of(mod)->client_disconnected, "client disconnected");
 		return NULL;
@@ -393,7 +392,7 @@ static PyObject *cs_sendfile(PyObject *mod, PyObject *const *args, Py_ssize_t na
 		return NULL;
 	}
 	cs_job *j = cs_current_job;
-	if (j != NULL && j->handle == h && !j->inline_run && cs_job_drain(j) < 0) {
+	if (j != NULL && j->handle == h && cs_job_drain(j) < 0) {
 		// Go writes the file itself: the frames before it must be out first.
 		free_headers(keep, stack, pairs);
 		return write_error(mod, h, GO_CLIENT_GONE);

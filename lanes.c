@@ -32,7 +32,6 @@
 #include "lanes.h"
 
 #include <fcntl.h>
-#include <stdatomic.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
@@ -56,13 +55,12 @@ struct cs_lane {
 	int ready_signaled;              // done_fd written since the last empty take
 	int64_t held_since;              // news held back since (0: none), see job_notify
 	int idle;                        // workers waiting on work
-	int active;                      // workers running jobs (or waiting for the GIL to), and inline runs
+	int active;                      // workers running jobs (or waiting for the GIL to)
 	int limit;                       // at most this many active: `threads`
 	int has_watcher;                 // an idle worker watches for stalls (await_turn)
 	int watcher_asleep;              // it waits untimed: nothing to watch
 	struct active_worker *actives;   // the active workers, for the watcher
 	uint64_t started;                // jobs taken so far: the watcher's progress mark
-	_Atomic int64_t job_ns;          // moving average of a job's wall time (serve_job)
 	int stopping;
 };
 
@@ -72,12 +70,6 @@ struct cs_lane {
 
 // The longest a worker holds back news for Go while jobs wait (job_notify).
 #define HOLD_NS 1000000
-
-// Jobs that take less than this on average (wall time) run on the calling
-// Go thread when the lane is idle (caddysnake_lane_run_inline): for a
-// hello-world app the hand-over to a worker costs more than the cache
-// misses it saves; from a Flask view upwards it is the other way round.
-#define INLINE_MAX_NS 20000
 
 // An active worker, linked into its lane while it runs jobs.
 struct active_worker {
@@ -204,7 +196,6 @@ void caddysnake_lane_free(cs_lane *l) {
 	free(l);
 }
 
-static int inline_ok(cs_lane *l);
 static int ready_locked(cs_lane *l, cs_job *j);
 static void flush_held(cs_lane *l);
 
@@ -217,7 +208,6 @@ static void wake_taker(cs_lane *l) {
 		pthread_cond_signal(&l->watch);
 	}
 }
-static void run_inline(cs_lane *l, cs_job *j);
 
 // Copies the request into j's own buffers: Go reuses its buffer as soon as
 // the submit call returns, and the worker reads the copy later.
@@ -281,10 +271,6 @@ int caddysnake_lane_submit(cs_lane *l, cs_job *j, uintptr_t handle, const char *
 		return -1;
 	}
 	j->handle = handle; // under mu: take_done reads it
-	if (inline_ok(l)) {
-		run_inline(l, j);
-		return 1;
-	}
 	j->state = JOB_QUEUED;
 	if (l->tail != NULL) {
 		l->tail->next = j;
@@ -654,50 +640,12 @@ static int await_turn(cs_lane *l) {
 	}
 }
 
-// Runs j with the GIL held and keeps the moving average of job times that
-// caddysnake_lane_run_inline goes by.
+// Runs j with the GIL held.
 static int serve_job(cs_lane *l, cs_job *j) {
-	int64_t t0 = now_ns();
 	cs_current_job = j;
 	int rc = cs_wsgi_serve(l->ci, l->app, j->handle, j->buf, j->ends, j->n, j->out);
 	cs_current_job = NULL;
-	int64_t avg = atomic_load_explicit(&l->job_ns, memory_order_relaxed);
-	atomic_store_explicit(&l->job_ns, avg + (now_ns() - t0 - avg) / 8, memory_order_relaxed);
 	return rc;
-}
-
-// Whether submit should run j on the calling thread; with mu held.
-static int inline_ok(cs_lane *l) {
-	// Under a GIL, only when nothing runs or waits: a queued job keeps its
-	// turn, and a second runner would only wait for the GIL.
-	return atomic_load_explicit(&l->job_ns, memory_order_relaxed) <= INLINE_MAX_NS && !l->stopping &&
-	       l->head == NULL && (HAS_GIL ? l->active == 0 : l->active < l->limit);
-}
-
-// Runs j on the calling Go thread; called with mu held, returns without.
-static void run_inline(cs_lane *l, cs_job *j) {
-	struct active_worker me = {.tid = (pid_t)syscall(SYS_gettid)};
-	link_active(l, &me);
-	j->state = JOB_RUNNING;
-	j->inline_run = 1;
-	l->started++;
-	pthread_mutex_unlock(&l->mu);
-	int kept = cs_request_enter(l->ci);
-	if (kept < 0) {
-		const char msg[] = "python: out of memory for a thread state";
-		go_log(j->handle, 3, (char *)msg, sizeof msg - 1);
-	} else {
-		j->rc = serve_job(l, j);
-		cs_request_leave(l->ci, kept);
-	}
-	pthread_mutex_lock(&l->mu);
-	unlink_active(l, &me);
-	j->state = JOB_IDLE;
-	j->inline_run = 0;
-	if (l->head != NULL && l->active == 0) {
-		wake_taker(l); // jobs queued meanwhile
-	}
-	pthread_mutex_unlock(&l->mu);
 }
 
 void caddysnake_lane_work(cs_lane *l) {

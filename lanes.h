@@ -26,7 +26,6 @@ typedef struct cs_job {
 	char *body;
 	size_t body_len, body_cap, body_off;
 	int preloaded;
-	int inline_run; // run by caddysnake_lane_run_inline: writes go to Go directly
 	cs_out *out;               // out: a whole response (caddysnake.h, "WSGI requests")
 	// The response as the app writes it (write(), streamed chunks): frames
 	// the worker appends and Go takes and sends (caddysnake_job_take), so
@@ -70,19 +69,15 @@ cs_job *caddysnake_job_new(size_t out_cap, int out_ends_cap);
 void caddysnake_job_free(cs_job *j);
 
 // A lane for app in ci, whose jobs run at most threads at a time (on the
-// `threads` workers Go starts, or inline). done_fd is an eventfd the lane
+// `threads` workers Go starts). done_fd is an eventfd the lane
 // writes when it has news for caddysnake_lane_take_done and had none before.
 cs_lane *caddysnake_lane_new(cs_interp *ci, PyObject *app, int done_fd, int threads);
 // After every worker returned and the done list was taken.
 void caddysnake_lane_free(cs_lane *l);
 
 // Copies n strings (buf, ends as wsgi.go lays them out) and the whole
-// request body if Go read it (body_len >= 0) into j, and queues it: 0. Or,
-// when the lane's jobs are short on average (INLINE_MAX_NS) and it is idle,
-// runs j right away on the calling thread (a Go thread without a Python
-// thread state): 1, with j->rc and j->out final, the app's writes having
-// gone out through go_write as it made them. -1 if out of memory or the
-// lane is stopping (nothing queued).
+// request body if Go read it (body_len >= 0) into j, and queues it: 0; -1
+// if out of memory or the lane is stopping (nothing queued).
 int caddysnake_lane_submit(cs_lane *l, cs_job *j, uintptr_t handle, const char *buf, const int32_t *ends,
                            int n, const char *body, int64_t body_len);
 // Takes j back out of the queue if no worker took it yet: 1 if so (it will

@@ -118,8 +118,8 @@ func (p *pool) dispatch() {
 
 // enter admits a request to the lane (false once the pool is closing); it
 // must leave when it is done with the lane, its slot put back. A request
-// may run inline or still call into the lane while close has stopped the
-// workers: close frees the lane only after the last one left.
+// may still call into the lane while close has stopped the workers: close
+// frees the lane only after the last one left.
 func (p *pool) enter() bool {
 	p.users.Add(1)
 	if p.stopped.Load() {
@@ -184,12 +184,9 @@ func (p *pool) submit(w *worker, n int, body []byte, cancel <-chan struct{}) err
 			bodyPtr = (*C.char)(unsafe.Pointer(&body[0]))
 		}
 	}
-	switch C.caddysnake_lane_submit(p.lane, w.job, C.uintptr_t(w.handle()),
+	if C.caddysnake_lane_submit(p.lane, w.job, C.uintptr_t(w.handle()),
 		(*C.char)(unsafe.Pointer(&w.strs.buf[0])), (*C.int32_t)(unsafe.Pointer(&w.strs.ends[0])), C.int(n),
-		bodyPtr, bodyLen) {
-	case 1:
-		return errRanInline
-	case -1:
+		bodyPtr, bodyLen) < 0 {
 		return ErrStopped // or out of memory, which a retry will not cure either
 	}
 	t := time.NewTimer(p.maxWait)
@@ -247,10 +244,6 @@ func (p *pool) close(after func()) {
 }
 
 var errClientGone = errors.New("python: client went away while queued")
-
-// errRanInline: submit ran the job on the calling thread; its result is in
-// the job already.
-var errRanInline = errors.New("ran inline")
 
 // worker is a request slot: C's job and the callbacks reach it through its
 // handle.

@@ -148,15 +148,10 @@ func (req *wsgiRequest) run(w *worker) (int, error) {
 		req.bodyErr = err
 		return 0, err
 	}
-	var rc int
-	switch err := req.app.pool.submit(w, w.marshal(req.r), body, req.r.Context().Done()); err {
-	case nil:
-		rc = req.collect(w)
-	case errRanInline:
-		rc = int(w.job.rc)
-	default:
+	if err := req.app.pool.submit(w, w.marshal(req.r), body, req.r.Context().Done()); err != nil {
 		return 0, err
 	}
+	rc := req.collect(w)
 	if out := w.job.out; out.n > 0 && !req.sendWhole(out) {
 		rc = wsgiBridgeError
 	}

@@ -67,8 +67,8 @@ func TestReloadSwitchesAppsWithoutLeakingThreads(t *testing.T) {
 }
 
 // Reloads while requests keep coming: the old app's pool is closed under
-// load (requests run inline on their goroutine's thread, queued on worker
-// threads, or stream frames while it closes). The process must survive and
+// load (requests queued, running on worker threads, or streaming frames
+// while it closes). The process must survive and
 // go on serving, no request may hang or get a 500, and the old lane and
 // interpreter must go only after the last request left them.
 //

@@ -94,9 +94,7 @@ type ASGIApp struct {
 
 	// Go calls on queues (posts, outboxes) happen between enter and leave;
 	// queues is freed once it is closed and the last of them left.
-	users        atomic.Int64
-	qclosed      atomic.Bool
-	freeOnce     sync.Once
+	gate         userGate
 	dispatchDone chan struct{}
 
 	ready     chan error // lifespan startup outcome, once
@@ -123,7 +121,8 @@ func LoadASGI(it *interpreter, opts ASGIOptions, logger *zap.Logger) (*ASGIApp, 
 		return nil, err
 	}
 	a := &ASGIApp{target: opts.Target, interp: it, opts: opts, obj: obj, logger: logger,
-		ready: make(chan error, 1), loopDone: make(chan struct{}), dispatchDone: make(chan struct{})}
+		ready: make(chan error, 1), loopDone: make(chan struct{}), dispatchDone: make(chan struct{}),
+		gate: newUserGate()}
 	if err := a.openQueues(); err != nil {
 		it.release(obj)
 		it.end()
@@ -221,20 +220,9 @@ func (a *ASGIApp) dispatch() {
 
 // enter admits a Go call on the queues (false once they are closed); leave
 // must follow when it is done.
-func (a *ASGIApp) enter() bool {
-	a.users.Add(1)
-	if a.qclosed.Load() {
-		a.leave()
-		return false
-	}
-	return true
-}
+func (a *ASGIApp) enter() bool { return a.gate.enter() }
 
-func (a *ASGIApp) leave() {
-	if a.users.Add(-1) == 0 && a.qclosed.Load() {
-		a.freeOnce.Do(func() { C.caddysnake_aapp_free(a.queues) })
-	}
-}
+func (a *ASGIApp) leave() { a.gate.leave() }
 
 // Close runs the lifespan shutdown, stops the loop and drops the app.
 // Requests still in flight are cancelled by the loop on its way out.
@@ -254,13 +242,15 @@ func (a *ASGIApp) Close() {
 	// queues drop their events and write neither eventfd, which may then be
 	// closed (a write to a closed fd number could land in whatever the kernel
 	// reused it for). The queues themselves go when the last user left.
-	a.users.Add(1)
-	a.qclosed.Store(true)
+	a.gate.shut()
 	C.caddysnake_aapp_close(a.queues)
 	unix.Close(a.wakeFd)
 	a.newsFile.Close()
 	<-a.dispatchDone
-	a.leave()
+	go func() {
+		<-a.gate.drained
+		C.caddysnake_aapp_free(a.queues)
+	}()
 	a.interp.release(a.obj)
 	a.interp.end()
 }

@@ -46,14 +46,11 @@ var (
 type pool struct {
 	lane     *C.cs_lane
 	doneFile *os.File // the eventfd the lane writes when jobs finish
-	stopped  atomic.Bool
 	maxWait  time.Duration
 
 	threads      sync.WaitGroup // the worker threads
 	dispatchDone chan struct{}
-	users        atomic.Int64  // requests using the lane (enter, leave)
-	drained      chan struct{} // closed once stopped and users is 0
-	drainedOnce  sync.Once
+	gate         userGate // requests using the lane
 
 	freeMu sync.Mutex
 	free   []*worker // idle request slots, reused
@@ -73,7 +70,7 @@ func newPool(ci *C.cs_interp, app *C.PyObject, threads int, maxWait time.Duratio
 	// A non-blocking fd: os.NewFile hands it to the netpoller, so the
 	// dispatcher's Read parks a goroutine, not a thread.
 	p := &pool{lane: lane, doneFile: os.NewFile(uintptr(fd), "wsgi-done"),
-		maxWait: maxWait, dispatchDone: make(chan struct{}), drained: make(chan struct{})}
+		maxWait: maxWait, dispatchDone: make(chan struct{}), gate: newUserGate()}
 	p.threads.Add(threads)
 	for i := 0; i < threads; i++ {
 		go func() {
@@ -120,20 +117,9 @@ func (p *pool) dispatch() {
 // must leave when it is done with the lane, its slot put back. A request
 // may still call into the lane while close has stopped the workers: close
 // frees the lane only after the last one left.
-func (p *pool) enter() bool {
-	p.users.Add(1)
-	if p.stopped.Load() {
-		p.leave()
-		return false
-	}
-	return true
-}
+func (p *pool) enter() bool { return p.gate.enter() }
 
-func (p *pool) leave() {
-	if p.users.Add(-1) == 0 && p.stopped.Load() {
-		p.drainedOnce.Do(func() { close(p.drained) })
-	}
-}
+func (p *pool) leave() { p.gate.leave() }
 
 // get takes an idle slot or makes one.
 func (p *pool) get() *worker {
@@ -174,7 +160,7 @@ const maxIdleSlots = 256
 // client left while queued errClientGone (it never ran). Then the caller
 // takes the job's output (wsgiRequest.collect).
 func (p *pool) submit(w *worker, n int, body []byte, cancel <-chan struct{}) error {
-	if p.stopped.Load() {
+	if p.gate.closing.Load() {
 		return ErrStopped
 	}
 	bodyPtr, bodyLen := (*C.char)(nil), C.int64_t(-1)
@@ -219,7 +205,7 @@ func (p *pool) submit(w *worker, n int, body []byte, cancel <-chan struct{}) err
 // and every worker thread has left Python, without waiting for that: a long
 // streaming response must not hold up a config reload.
 func (p *pool) close(after func()) {
-	if p.stopped.Swap(true) {
+	if !p.gate.shut() {
 		return
 	}
 	C.caddysnake_lane_stop(p.lane)
@@ -227,10 +213,7 @@ func (p *pool) close(after func()) {
 		p.threads.Wait()
 		p.doneFile.Close() // the dispatcher takes what is left, then returns
 		<-p.dispatchDone
-		if p.users.Load() == 0 {
-			p.drainedOnce.Do(func() { close(p.drained) })
-		}
-		<-p.drained
+		<-p.gate.drained
 		p.freeMu.Lock()
 		free := p.free
 		p.free, p.closed = nil, true

@@ -58,7 +58,8 @@ const (
 	DefaultShutdownTimeout = 30 * time.Second
 	// asgiBodyChunk is how much of a request body one receive() gets at most:
 	// big enough to keep crossings rare, small enough to bound memory per
-	// request (nothing is read ahead of the app).
+	// request (beyond a small body of known length, read whole with the
+	// request, nothing is read ahead of the app).
 	asgiBodyChunk = 64 * 1024
 )
 

@@ -6,7 +6,11 @@ its own. Everything for that app then runs on one event loop on that thread:
 Go appends events to the app's queue and writes to wake_fd (an eventfd); the
 loop wakes, drains the queue with `asgi_drain` and dispatches each event.
 Native calls never block: answers that take time (a body chunk, the end of a
-send) come back later as events. Everything that talks to Caddy goes through
+send Go writes from Python's bytes) come back later as events. For an HTTP
+request the calls append commands to its outbox in C and say so by returning
+True (over: a small body was copied) or False (a completion event follows),
+never None; its final message ends the request on the Go side, with no
+asgi_finish. Everything that talks to Caddy goes through
 `_native` (the `_caddysnake` module), looked up at call time so tests can
 replace it.
 """

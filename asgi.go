@@ -194,29 +194,17 @@ func (a *ASGIApp) openQueues() error {
 // there are per wake-up, until the news eventfd is closed.
 func (a *ASGIApp) dispatch() {
 	defer close(a.dispatchDone)
-	var buf [8]byte
-	var handles [64]C.uintptr_t
-	for {
-		_, err := a.newsFile.Read(buf[:])
-		if err != nil {
-			return
-		}
+	dispatchNews(a.newsFile, func(out *C.uintptr_t, max C.int) C.int {
 		if !a.enter() {
-			continue // closed: the next Read fails too
+			return 0 // closed: the queues may be gone
 		}
-		for {
-			n := int(C.caddysnake_aapp_take_ready(a.queues, &handles[0], C.int(len(handles))))
-			for _, h := range handles[:n] {
-				if req := asgiRequests.get(uintptr(h)); req != nil {
-					req.wake()
-				}
-			}
-			if n < len(handles) {
-				break
-			}
+		defer a.leave()
+		return C.caddysnake_aapp_take_ready(a.queues, out, max)
+	}, func(h uintptr) {
+		if req := asgiRequests.get(h); req != nil {
+			req.wake()
 		}
-		a.leave()
-	}
+	})
 }
 
 // enter admits a Go call on the queues (false once they are closed); leave

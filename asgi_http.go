@@ -274,10 +274,7 @@ func (req *asgiRequest) do(c *asgiCmd) (done bool, err error) {
 			break
 		}
 		req.startBodyReader()
-		select {
-		case req.wantBody <- struct{}{}:
-		default: // asgi.py asks once per chunk; never block here
-		}
+		nudge(req.wantBody) // asgi.py asks once per chunk; never block here
 	case cmdFinish:
 		if req.ws != nil {
 			return true, req.finishWebSocket(c.code)
@@ -481,12 +478,7 @@ func (req *asgiRequest) queue(c asgiCmd) {
 }
 
 // wake tells the request goroutine that commands wait for it.
-func (req *asgiRequest) wake() {
-	select {
-	case req.signal <- struct{}{}:
-	default: // a wake-up is pending already
-	}
-}
+func (req *asgiRequest) wake() { nudge(req.signal) }
 
 // runBox carries out the commands the loop appended to the outbox since
 // the last call (asgi_queues.h lays them out); done means ServeHTTP returns

@@ -89,28 +89,13 @@ func newPool(ci *C.cs_interp, app *C.PyObject, threads int, maxWait time.Duratio
 // close, once no worker thread is left).
 func (p *pool) dispatch() {
 	defer close(p.dispatchDone)
-	var buf [8]byte
-	var handles [64]C.uintptr_t
-	for {
-		_, err := p.doneFile.Read(buf[:])
-		for {
-			n := int(C.caddysnake_lane_take_done(p.lane, &handles[0], C.int(len(handles))))
-			for _, h := range handles[:n] {
-				if w := workerOf(uintptr(h)); w != nil {
-					select {
-					case w.news <- struct{}{}:
-					default: // a wake-up is pending already
-					}
-				}
-			}
-			if n < len(handles) {
-				break
-			}
+	dispatchNews(p.doneFile, func(out *C.uintptr_t, max C.int) C.int {
+		return C.caddysnake_lane_take_done(p.lane, out, max)
+	}, func(h uintptr) {
+		if w := workerOf(h); w != nil {
+			nudge(w.news)
 		}
-		if err != nil {
-			return
-		}
-	}
+	})
 }
 
 // enter admits a request to the lane (false once the pool is closing); it
@@ -184,10 +169,7 @@ func (p *pool) submit(w *worker, n int, body []byte, cancel <-chan struct{}) err
 			if C.caddysnake_lane_started(p.lane, w.job) == 0 {
 				continue // a stale wake-up from the slot's previous request
 			}
-			select { // put the wake-up back for collect
-			case w.news <- struct{}{}:
-			default:
-			}
+			nudge(w.news) // put the wake-up back for collect
 			return nil
 		case <-t.C:
 			err = ErrBusy

@@ -70,10 +70,7 @@ func (req *asgiRequest) doWebSocket(c *asgiCmd) {
 		ok = req.acceptWebSocket(c)
 	case cmdWSCredit:
 		if ws.credits != nil {
-			select {
-			case ws.credits <- struct{}{}:
-			default: // asgi.py grants at most one per message handed out
-			}
+			nudge(ws.credits) // asgi.py grants at most one per message handed out
 		}
 		return
 	case cmdWSSend:

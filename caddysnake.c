@@ -1536,15 +1536,33 @@ cs_out *caddysnake_out_new(size_t cap, int ends_cap) {
 	if (out == NULL) {
 		return NULL;
 	}
-	out->buf = malloc(cap);
-	out->ends = malloc(sizeof(int32_t) * (size_t)ends_cap);
-	if (out->buf == NULL || out->ends == NULL) {
-		caddysnake_out_free(out);
-		return NULL;
-	}
 	out->cap = cap;
 	out->ends_cap = ends_cap;
 	return out;
+}
+
+// Room for need bytes and ends_cap strings in out: 0, or -1 if out of
+// memory (the caller sends the response another way).
+static int out_reserve(cs_out *out, size_t need) {
+	if (out->ends == NULL && (out->ends = malloc(sizeof(int32_t) * (size_t)out->ends_cap)) == NULL) {
+		return -1;
+	}
+	if (need > out->have) {
+		size_t have = out->have ? out->have : 1024;
+		while (have < need) {
+			have *= 2;
+		}
+		if (have > out->cap) {
+			have = out->cap;
+		}
+		char *b = realloc(out->buf, have);
+		if (b == NULL) {
+			return -1;
+		}
+		out->buf = b;
+		out->have = have;
+	}
+	return 0;
 }
 
 void caddysnake_out_free(cs_out *out) {
@@ -1583,7 +1601,7 @@ static int send_whole(uintptr_t handle, PyObject *res, cs_out *out) {
 		need += pairs[i].len;
 	}
 	int rc = 0;
-	if (need <= out->cap && 2 * npairs + 1 <= (size_t)out->ends_cap) {
+	if (need <= out->cap && 2 * npairs + 1 <= (size_t)out->ends_cap && out_reserve(out, need) == 0) {
 		size_t at = 0;
 		int k = 0;
 		for (size_t i = 0; i < 2 * npairs; i++) {

@@ -29,18 +29,21 @@ typedef struct {
 } cs_str;
 
 // A reusable C buffer a WSGI response is copied into (see "WSGI requests"):
-// strings back to back in buf, ends[i] the end offset of string i.
+// strings back to back in buf, ends[i] the end offset of string i. The
+// buffers are allocated on first use and grow up to cap bytes and ends_cap
+// strings: a request slot waiting in the queue holds none.
 typedef struct {
 	char *buf;
-	size_t cap;
+	size_t cap;  // the most buf may grow to
+	size_t have; // allocated bytes of buf
 	int32_t *ends;
 	int ends_cap;
 	int n;      // out: how many strings; 0: nothing copied
 	int status; // out
 } cs_out;
 
-// Allocates one with room for cap bytes and ends_cap strings; NULL if out
-// of memory. Freed with caddysnake_out_free.
+// Allocates one that takes up to cap bytes and ends_cap strings; NULL if
+// out of memory. Freed with caddysnake_out_free.
 cs_out *caddysnake_out_new(size_t cap, int ends_cap);
 void caddysnake_out_free(cs_out *out);
 

@@ -237,25 +237,32 @@ static int job_fill(cs_job *j, const char *buf, const int32_t *ends, int n) {
 	return 0;
 }
 
+char *caddysnake_job_body(cs_job *j, int64_t n) {
+	if (n < 0) {
+		return NULL;
+	}
+	if ((size_t)n > j->body_cap || j->body == NULL) {
+		size_t cap = n < 1024 ? 1024 : (size_t)n;
+		char *b = realloc(j->body, cap);
+		if (b == NULL) {
+			return NULL;
+		}
+		j->body = b;
+		j->body_cap = cap;
+	}
+	return j->body;
+}
+
 int caddysnake_lane_submit(cs_lane *l, cs_job *j, uintptr_t handle, const char *buf, const int32_t *ends,
-                           int n, const char *body, int64_t body_len) {
+                           int n, int64_t body_len) {
 	if (job_fill(j, buf, ends, n) < 0) {
 		return -1;
 	}
-	j->preloaded = body_len >= 0;
-	j->body_len = j->body_off = 0;
-	if (body_len > 0) {
-		if ((size_t)body_len > j->body_cap) {
-			char *b = realloc(j->body, (size_t)body_len);
-			if (b == NULL) {
-				return -1;
-			}
-			j->body = b;
-			j->body_cap = (size_t)body_len;
-		}
-		memcpy(j->body, body, (size_t)body_len);
-		j->body_len = (size_t)body_len;
-	}
+	// The body, if any, is in j->body already: Go read it there
+	// (caddysnake_job_body), so it is not copied again.
+	j->preloaded = body_len >= 0 && (size_t)body_len <= j->body_cap;
+	j->body_len = j->preloaded ? (size_t)body_len : 0;
+	j->body_off = 0;
 	j->lane = l;
 	j->rc = -1;
 	j->out->n = 0;

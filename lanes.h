@@ -23,6 +23,7 @@ typedef struct cs_job {
 	int ready;                 // on the ready list; under the lane's mutex
 	// A small request body Go read before queueing the job (wsgi.go), for
 	// wsgi.input to read without a call into Go; preloaded is 0 otherwise.
+	// Go reads it straight into body (caddysnake_job_body): no copy.
 	char *body;
 	size_t body_len, body_cap, body_off;
 	int preloaded;
@@ -75,11 +76,15 @@ cs_lane *caddysnake_lane_new(cs_interp *ci, PyObject *app, int done_fd, int thre
 // After every worker returned and the done list was taken.
 void caddysnake_lane_free(cs_lane *l);
 
-// Copies n strings (buf, ends as wsgi.go lays them out) and the whole
-// request body if Go read it (body_len >= 0) into j, and queues it: 0; -1
-// if out of memory or the lane is stopping (nothing queued).
+// Room for a request body of n bytes in j (C memory Go reads the body
+// straight into, before caddysnake_lane_submit); NULL if out of memory.
+char *caddysnake_job_body(cs_job *j, int64_t n);
+// Copies n strings (buf, ends as wsgi.go lays them out) into j and queues
+// it; body_len >= 0: Go read that much body into caddysnake_job_body's
+// buffer. Returns 0; -1 if out of memory or the lane is stopping (nothing
+// queued).
 int caddysnake_lane_submit(cs_lane *l, cs_job *j, uintptr_t handle, const char *buf, const int32_t *ends,
-                           int n, const char *body, int64_t body_len);
+                           int n, int64_t body_len);
 // Takes j back out of the queue if no worker took it yet: 1 if so (it will
 // never run), 0 if it runs or ran (its completion will come).
 int caddysnake_lane_cancel(cs_lane *l, cs_job *j);

@@ -136,28 +136,22 @@ func (p *pool) put(w *worker) {
 	w.unregister()
 }
 
-// maxIdleSlots bounds the slots kept between bursts (each holds a 32 KiB C
-// response buffer).
+// maxIdleSlots bounds the slots kept between bursts (each keeps the C
+// buffers its requests grew: up to 32 KiB of response, 64 KiB of body).
 const maxIdleSlots = 256
 
-// submit queues the request laid out in w (n strings) and waits until it
-// runs; a request still queued after maxWait gets ErrBusy, and one whose
-// client left while queued errClientGone (it never ran). Then the caller
-// takes the job's output (wsgiRequest.collect).
-func (p *pool) submit(w *worker, n int, body []byte, cancel <-chan struct{}) error {
+// submit queues the request laid out in w (n strings, and bodyLen bytes of
+// body in the job's buffer, or -1 for none) and waits until it runs; a
+// request still queued after maxWait gets ErrBusy, and one whose client
+// left while queued errClientGone (it never ran). Then the caller takes the
+// job's output (wsgiRequest.collect).
+func (p *pool) submit(w *worker, n int, bodyLen int, cancel <-chan struct{}) error {
 	if p.gate.closing.Load() {
 		return ErrStopped
 	}
-	bodyPtr, bodyLen := (*C.char)(nil), C.int64_t(-1)
-	if body != nil {
-		bodyLen = C.int64_t(len(body))
-		if len(body) > 0 {
-			bodyPtr = (*C.char)(unsafe.Pointer(&body[0]))
-		}
-	}
 	if C.caddysnake_lane_submit(p.lane, w.job, C.uintptr_t(w.handle()),
 		(*C.char)(unsafe.Pointer(&w.strs.buf[0])), (*C.int32_t)(unsafe.Pointer(&w.strs.ends[0])), C.int(n),
-		bodyPtr, bodyLen) < 0 {
+		C.int64_t(bodyLen)) < 0 {
 		return ErrStopped // or out of memory, which a retry will not cure either
 	}
 	t := time.NewTimer(p.maxWait)
@@ -219,7 +213,6 @@ type worker struct {
 	seq  atomic.Uint32 // bumped per request
 	cur  atomic.Pointer[wsgiRequest]
 	strs cStrings      // the request laid out for C, reused (wsgi.go)
-	body []byte        // a small body read ahead (wsgi.go), reused
 	job  *C.cs_job     // the lane's copy of it, and the response
 	news chan struct{} // cap 1: the job has frames or finished (dispatch)
 }

@@ -110,7 +110,7 @@ func (a *WSGIApp) Serve(w http.ResponseWriter, r *http.Request) error {
 			return bodyError(bodyErr)
 		}
 		switch err {
-		case ErrBusy, ErrStopped:
+		case ErrBusy, ErrStopped, errBodyMemory:
 			return caddyhttp.Error(http.StatusServiceUnavailable, err)
 		default:
 			return caddyhttp.Error(499, err) // client closed request, nginx's code
@@ -143,12 +143,20 @@ func (req *wsgiRequest) run(w *worker) (int, error) {
 	w.seq.Add(1)
 	w.cur.Store(req)
 	defer w.cur.Store(nil)
-	body, err := preloadBody(req.r, &w.body)
-	if err != nil {
-		req.bodyErr = err
-		return 0, err
+	// A small body goes straight into the job's C buffer: wsgi.input makes
+	// its bytes from there, with no copy in between.
+	bodyLen := preloadLen(req.r)
+	if bodyLen >= 0 {
+		p := C.caddysnake_job_body(w.job, C.int64_t(bodyLen))
+		if p == nil {
+			return 0, errBodyMemory
+		}
+		if err := readPreload(req.r, unsafe.Slice((*byte)(unsafe.Pointer(p)), bodyLen)); err != nil {
+			req.bodyErr = err
+			return 0, err
+		}
 	}
-	if err := req.app.pool.submit(w, w.marshal(req.r), body, req.r.Context().Done()); err != nil {
+	if err := req.app.pool.submit(w, w.marshal(req.r), bodyLen, req.r.Context().Done()); err != nil {
 		return 0, err
 	}
 	rc := req.collect(w)
@@ -158,29 +166,49 @@ func (req *wsgiRequest) run(w *worker) (int, error) {
 	return rc, nil
 }
 
+var errBodyMemory = errors.New("python: out of memory for a request body")
+
 // preloadMax is the largest request body read before the app starts.
 const preloadMax = 64 << 10
 
-// preloadBody reads a small body of known length whole, into *buf, before
-// the app starts: WSGI's wsgi.input then hands it out without a call into Go
-// from the worker thread (such a call waits for a Go P), and an ASGI app's
-// first receive() gets it without a round trip. Not for a client that waits
-// for "100 Continue" (the app may refuse the upload), nor for bodies of
-// unknown or large size (streamed: the app may answer while they arrive).
-// nil: no preload.
-func preloadBody(r *http.Request, buf *[]byte) ([]byte, error) {
+// preloadLen says whether a request's body is read whole before the app
+// starts, and its length, or -1 if not: a small body of known length. WSGI's
+// wsgi.input then hands it out without a call into Go from the worker
+// thread (such a call waits for a Go P), and an ASGI app's first receive()
+// gets it without a round trip. Not for a client that waits for "100
+// Continue" (the app may refuse the upload), nor for bodies of unknown or
+// large size (streamed: the app may answer while they arrive).
+func preloadLen(r *http.Request) int {
 	n := r.ContentLength
 	if n <= 0 || n > preloadMax || r.Body == nil || r.Body == http.NoBody || r.Header.Get("Expect") != "" {
-		return nil, nil
+		return -1
 	}
-	if cap(*buf) < int(n) {
-		*buf = make([]byte, n)
-	}
-	b := (*buf)[:n]
+	return int(n)
+}
+
+// readPreload reads the whole body (preloadLen bytes) into b.
+func readPreload(r *http.Request, b []byte) error {
 	if _, err := io.ReadFull(r.Body, b); err != nil {
 		if err == io.ErrUnexpectedEOF {
 			err = fmt.Errorf("request body shorter than its Content-Length: %w", err)
 		}
+		return err
+	}
+	return nil
+}
+
+// preloadBody reads a body preloadLen accepts into *buf (grown as needed);
+// nil: no preload.
+func preloadBody(r *http.Request, buf *[]byte) ([]byte, error) {
+	n := preloadLen(r)
+	if n < 0 {
+		return nil, nil
+	}
+	if cap(*buf) < n {
+		*buf = make([]byte, n)
+	}
+	b := (*buf)[:n]
+	if err := readPreload(r, b); err != nil {
 		return nil, err
 	}
 	return b, nil

@@ -1514,6 +1514,14 @@ void caddysnake_release(cs_interp *ci, PyObject *obj) {
 	ci->ts = PyEval_SaveThread();
 }
 
+void caddysnake_release_many(cs_interp *ci, PyObject **objs, size_t n) {
+	PyEval_RestoreThread(ci->ts);
+	for (size_t i = 0; i < n; i++) {
+		Py_DECREF(objs[i]);
+	}
+	ci->ts = PyEval_SaveThread();
+}
+
 // ---------------------------------------------------------------- threads
 
 PyThreadState *caddysnake_thread_new(cs_interp *ci) {
@@ -1573,6 +1581,13 @@ void caddysnake_out_free(cs_out *out) {
 	}
 }
 
+// The bytes bodies send_whole hands Go by reference instead of copying.
+// A reference Go hands back waits for the lane's next job to be dropped
+// (lanes.c, drop_kept), so an app that goes idle keeps at most its last
+// few: the upper bound keeps that small.
+#define KEEP_BODY_MIN (16 * 1024)
+#define KEEP_BODY_MAX (1024 * 1024)
+
 // Sends the (OK, status, headers, body) that caddysnake.wsgi.serve handed
 // back: copied into out if it fits, else as a frame (send_frame). Returns serve's
 // result code, or -1 with a Python exception set.
@@ -1596,7 +1611,12 @@ static int send_whole(uintptr_t handle, PyObject *res, cs_out *out) {
 		PyBuffer_Release(&view);
 		return -1;
 	}
-	size_t need = (size_t)view.len;
+	PyObject *body = PyTuple_GET_ITEM(res, 3);
+	// A large bytes body stays where it is: Go sends it from the object,
+	// which cannot change (exact bytes) and lives on while the job holds a
+	// reference. Smaller ones cost less to copy than to hand back.
+	int keep_body = PyBytes_CheckExact(body) && view.len >= KEEP_BODY_MIN && view.len <= KEEP_BODY_MAX;
+	size_t need = keep_body ? 0 : (size_t)view.len;
 	for (size_t i = 0; i < 2 * npairs; i++) {
 		need += pairs[i].len;
 	}
@@ -1609,8 +1629,15 @@ static int send_whole(uintptr_t handle, PyObject *res, cs_out *out) {
 			at += pairs[i].len;
 			out->ends[k++] = (int32_t)at;
 		}
-		memcpy(out->buf + at, view.buf, (size_t)view.len);
-		at += (size_t)view.len;
+		if (keep_body) {
+			Py_INCREF(body);
+			out->body_obj = body;
+			out->body = PyBytes_AS_STRING(body);
+			out->body_len = (size_t)view.len;
+		} else {
+			memcpy(out->buf + at, view.buf, (size_t)view.len);
+			at += (size_t)view.len;
+		}
 		out->ends[k++] = (int32_t)at;
 		out->n = k;
 		out->status = status;

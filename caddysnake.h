@@ -40,6 +40,13 @@ typedef struct {
 	int ends_cap;
 	int n;      // out: how many strings; 0: nothing copied
 	int status; // out
+	// out: a large bytes body is not copied: body points into body_obj (a
+	// bytes object the job holds a reference to; the last string in buf is
+	// then empty). Go sends it, then hands the reference back
+	// (caddysnake_job_release_body) to be dropped under the GIL.
+	PyObject *body_obj;
+	const char *body;
+	size_t body_len;
 } cs_out;
 
 // Allocates one that takes up to cap bytes and ends_cap strings; NULL if
@@ -97,6 +104,8 @@ char *caddysnake_gil_status(cs_interp *ci);
 
 // On ci's owner thread: drops a reference returned by caddysnake_load_app.
 void caddysnake_release(cs_interp *ci, PyObject *obj);
+// On ci's owner thread: drops n references (lanes.c's kept bodies).
+void caddysnake_release_many(cs_interp *ci, PyObject **objs, size_t n);
 
 // On an ASGI event loop's OS thread: makes that thread's PyThreadState for
 // ci (WSGI workers get theirs in cs_request_enter). It is bound to

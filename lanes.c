@@ -62,6 +62,11 @@ struct cs_lane {
 	struct active_worker *actives;   // the active workers, for the watcher
 	uint64_t started;                // jobs taken so far: the watcher's progress mark
 	int stopping;
+	// Response bodies Go sent by reference (cs_out.body_obj) and handed
+	// back: dropped by the next worker that holds the GIL (drop_kept), the
+	// rest when the lane is freed. nkept is also read without mu.
+	PyObject **kept;
+	size_t nkept, kept_cap;
 };
 
 // No job started for this long while jobs wait: the active workers are
@@ -190,6 +195,10 @@ cs_lane *caddysnake_lane_new(cs_interp *ci, PyObject *app, int done_fd, int thre
 }
 
 void caddysnake_lane_free(cs_lane *l) {
+	if (l->nkept > 0) {
+		caddysnake_release_many(l->ci, l->kept, l->nkept);
+	}
+	free(l->kept);
 	pthread_cond_destroy(&l->work);
 	pthread_cond_destroy(&l->watch);
 	pthread_mutex_destroy(&l->mu);
@@ -237,6 +246,54 @@ static int job_fill(cs_job *j, const char *buf, const int32_t *ends, int n) {
 	return 0;
 }
 
+// Puts a body reference Go is done with on l's list; with mu held.
+static void keep_locked(cs_lane *l, PyObject *obj) {
+	if (l->nkept == l->kept_cap) {
+		size_t cap = l->kept_cap ? 2 * l->kept_cap : 64;
+		PyObject **k = realloc(l->kept, sizeof *k * cap);
+		if (k == NULL) {
+			return; // out of memory: the body leaks rather than crash
+		}
+		l->kept = k;
+		l->kept_cap = cap;
+	}
+	l->kept[l->nkept] = obj;
+	__atomic_store_n(&l->nkept, l->nkept + 1, __ATOMIC_RELAXED);
+}
+
+void caddysnake_job_release_body(cs_job *j) {
+	PyObject *obj = j->out->body_obj;
+	if (obj == NULL) {
+		return;
+	}
+	j->out->body_obj = NULL;
+	j->out->body = NULL;
+	cs_lane *l = j->lane;
+	pthread_mutex_lock(&l->mu);
+	keep_locked(l, obj);
+	pthread_mutex_unlock(&l->mu);
+}
+
+// Drops the body references Go handed back; with the GIL held. Up to a
+// stack's worth per lock, so the list is never copied.
+static void drop_kept(cs_lane *l) {
+	if (__atomic_load_n(&l->nkept, __ATOMIC_RELAXED) == 0) {
+		return; // the common case costs no lock; a late one waits a job
+	}
+	PyObject *batch[64];
+	size_t n;
+	do {
+		pthread_mutex_lock(&l->mu);
+		n = l->nkept < 64 ? l->nkept : 64;
+		__atomic_store_n(&l->nkept, l->nkept - n, __ATOMIC_RELAXED);
+		memcpy(batch, l->kept + l->nkept, sizeof *batch * n);
+		pthread_mutex_unlock(&l->mu);
+		for (size_t i = 0; i < n; i++) {
+			Py_DECREF(batch[i]);
+		}
+	} while (n == 64);
+}
+
 char *caddysnake_job_body(cs_job *j, int64_t n) {
 	if (n < 0) {
 		return NULL;
@@ -264,6 +321,9 @@ int caddysnake_lane_submit(cs_lane *l, cs_job *j, uintptr_t handle, const char *
 	j->body_len = j->preloaded ? (size_t)body_len : 0;
 	j->body_off = 0;
 	j->lane = l;
+	if (j->out->body_obj != NULL) {
+		caddysnake_job_release_body(j); // Go always does; never leak one
+	}
 	j->rc = -1;
 	j->out->n = 0;
 	// next_ready and ready stay: the job may still be on the ready list
@@ -680,7 +740,11 @@ void caddysnake_lane_work(cs_lane *l) {
 				job_done(l, j, -1);
 			}
 		} else {
-			while ((j = job_take(l)) != NULL) {
+			for (;;) {
+				drop_kept(l);
+				if ((j = job_take(l)) == NULL) {
+					break;
+				}
 				job_done(l, j, serve_job(l, j));
 			}
 			cs_request_leave(l->ci, kept);

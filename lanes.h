@@ -73,7 +73,8 @@ void caddysnake_job_free(cs_job *j);
 // `threads` workers Go starts). done_fd is an eventfd the lane
 // writes when it has news for caddysnake_lane_take_done and had none before.
 cs_lane *caddysnake_lane_new(cs_interp *ci, PyObject *app, int done_fd, int threads);
-// After every worker returned and the done list was taken.
+// After every worker returned and the done list was taken, on the
+// interpreter's owner thread (it drops the body references still kept).
 void caddysnake_lane_free(cs_lane *l);
 
 // Room for a request body of n bytes in j (C memory Go reads the body
@@ -101,6 +102,9 @@ int caddysnake_lane_started(cs_lane *l, cs_job *j);
 // the job finished, with them all); Go sends them, then reports with
 // caddysnake_job_sent (gone: the client left).
 void caddysnake_job_take(cs_job *j, cs_take *t);
+// Go sent j's whole response: the body reference it held (cs_out.body_obj),
+// if any, goes to the lane to be dropped by a thread with the GIL.
+void caddysnake_job_release_body(cs_job *j);
 void caddysnake_job_sent(cs_job *j, int gone);
 
 // The job this worker thread runs, or NULL (another thread).

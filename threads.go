@@ -45,7 +45,8 @@ var (
 // so thread-local Python state works as on any threaded server.
 type pool struct {
 	lane     *C.cs_lane
-	doneFile *os.File // the eventfd the lane writes when jobs finish
+	interp   *interpreter // the app's: frees the lane on its owner thread
+	doneFile *os.File     // the eventfd the lane writes when jobs finish
 	maxWait  time.Duration
 
 	threads      sync.WaitGroup // the worker threads
@@ -57,19 +58,19 @@ type pool struct {
 	closed bool      // under freeMu: put frees instead of keeping
 }
 
-func newPool(ci *C.cs_interp, app *C.PyObject, threads int, maxWait time.Duration) (*pool, error) {
+func newPool(it *interpreter, app *C.PyObject, threads int, maxWait time.Duration) (*pool, error) {
 	fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err != nil {
 		return nil, fmt.Errorf("eventfd: %w", err)
 	}
-	lane := C.caddysnake_lane_new(ci, app, C.int(fd), C.int(threads))
+	lane := C.caddysnake_lane_new(it.ci, app, C.int(fd), C.int(threads))
 	if lane == nil {
 		unix.Close(fd)
 		return nil, errors.New("python: out of memory for a request queue")
 	}
 	// A non-blocking fd: os.NewFile hands it to the netpoller, so the
 	// dispatcher's Read parks a goroutine, not a thread.
-	p := &pool{lane: lane, doneFile: os.NewFile(uintptr(fd), "wsgi-done"),
+	p := &pool{lane: lane, interp: it, doneFile: os.NewFile(uintptr(fd), "wsgi-done"),
 		maxWait: maxWait, dispatchDone: make(chan struct{}), gate: newUserGate()}
 	p.threads.Add(threads)
 	for i := 0; i < threads; i++ {
@@ -194,7 +195,7 @@ func (p *pool) close(after func()) {
 		free := p.free
 		p.free, p.closed = nil, true
 		p.freeMu.Unlock()
-		C.caddysnake_lane_free(p.lane)
+		p.interp.do(func() { C.caddysnake_lane_free(p.lane) }) // drops kept bodies under the GIL
 		for _, w := range free {
 			w.unregister()
 		}
@@ -218,7 +219,8 @@ type worker struct {
 }
 
 // Room in a job's cs_out: a response larger than this, or with more
-// headers, is written through go_write instead.
+// headers, is written as frames instead (a bytes body of 16 KiB to 1 MiB
+// takes no room: Go sends it from the object, caddysnake.c's send_whole).
 const (
 	wholeResponseBytes   = 32 << 10
 	wholeResponseStrings = 2*63 + 1

@@ -55,7 +55,7 @@ func LoadWSGI(it *interpreter, opts WSGIOptions, logger *zap.Logger) (*WSGIApp, 
 		it.end()
 		return nil, err
 	}
-	p, err := newPool(it.ci, obj, opts.Threads, opts.MaxWait)
+	p, err := newPool(it, obj, opts.Threads, opts.MaxWait)
 	if err != nil {
 		it.release(obj)
 		it.end()
@@ -160,8 +160,11 @@ func (req *wsgiRequest) run(w *worker) (int, error) {
 		return 0, err
 	}
 	rc := req.collect(w)
-	if out := w.job.out; out.n > 0 && !req.sendWhole(out) {
-		rc = wsgiBridgeError
+	if out := w.job.out; out.n > 0 {
+		if !req.sendWhole(out) {
+			rc = wsgiBridgeError
+		}
+		C.caddysnake_job_release_body(w.job) // sent: Python may free it
 	}
 	return rc, nil
 }
@@ -306,8 +309,12 @@ func (req *wsgiRequest) sendWhole(out *C.cs_out) bool {
 		req.app.logger.Error("python: invalid whole response", zap.String("error", req.lastErr))
 		return false
 	}
+	body := str(n - 1)
+	if out.body != nil { // the app's bytes object itself (caddysnake.h, cs_out)
+		body = unsafe.Slice((*byte)(unsafe.Pointer(out.body)), int(out.body_len))
+	}
 	// A write error means the client is gone: nothing left to tell anyone.
-	_, _ = req.w.Write(str(n - 1))
+	_, _ = req.w.Write(body)
 	return true
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -26,8 +27,9 @@ func probe(t *testing.T, c *caddy) (memProbe, int64) {
 }
 
 // hammer sends n POST /hello requests from `workers` keep-alive clients and
-// checks every answer.
-func hammer(t *testing.T, c *caddy, n, workers int) {
+// checks every answer. With mix, two in three go to /whole instead, one of
+// them with a body large enough to be sent by reference (wsgi_memory.py).
+func hammer(t *testing.T, c *caddy, n, workers int, mix bool) {
 	t.Helper()
 	var next, failed atomic.Int64
 	var firstErr atomic.Value
@@ -42,10 +44,15 @@ func hammer(t *testing.T, c *caddy, n, workers int) {
 					return
 				}
 				body := []byte(fmt.Sprintf("ping-%d", i))
-				status, b, err := c.fetch("POST", "/hello", body)
-				if want := "hello " + string(body) + "\n"; err != nil || status != 200 || string(b) != want {
+				path, pad := "/hello", 0
+				if mix && i%3 != 0 {
+					pad = int(i%3-1) * 40_000
+					path = fmt.Sprintf("/whole?pad=%d", pad)
+				}
+				status, b, err := c.fetch("POST", path, body)
+				if want := "hello " + string(body) + "\n" + strings.Repeat(".", pad); err != nil || status != 200 || string(b) != want {
 					if failed.Add(1) == 1 {
-						firstErr.Store(fmt.Sprintf("request %d: %d %q %v, want 200 %q", i, status, b, err, want))
+						firstErr.Store(fmt.Sprintf("request %d (%s): %d %.200q %v, want 200 %.200q", i, path, status, b, err, want))
 					}
 					return
 				}
@@ -62,28 +69,28 @@ func TestMemoryDoesNotLeakPerRequest(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the leak check sends 52,000 requests; skipped with -short")
 	}
-	checkNoLeak(t, startCaddy(t, pySite("http://127.0.0.1:{{PORT}}", "wsgi_memory:app", "threads 16")))
+	checkNoLeak(t, startCaddy(t, pySite("http://127.0.0.1:{{PORT}}", "wsgi_memory:app", "threads 16")), true)
 }
 
 func TestMemoryDoesNotLeakPerRequestASGI(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the leak check sends 52,000 requests; skipped with -short")
 	}
-	checkNoLeak(t, startCaddy(t, asgiSite(t, "asgi_memory:app")))
+	checkNoLeak(t, startCaddy(t, asgiSite(t, "asgi_memory:app")), false)
 }
 
 // checkNoLeak serves 50,000 requests (after a warm-up) and asserts that
 // Python's allocated blocks, its gc-tracked objects and the process RSS
 // stay flat: a per-request reference leak in the bridge shows up as about
 // one block per request or more.
-func checkNoLeak(t *testing.T, c *caddy) {
+func checkNoLeak(t *testing.T, c *caddy, mix bool) {
 	t.Helper()
-	hammer(t, c, 2000, 16)
+	hammer(t, c, 2000, 16, mix)
 	p0, rss0 := probe(t, c)
 
 	const n = 50_000
 	start := time.Now()
-	hammer(t, c, n, 16)
+	hammer(t, c, n, 16, mix)
 	elapsed := time.Since(start)
 	p1, rss1 := probe(t, c)
 

@@ -23,6 +23,10 @@ OK = 0
 # C side copies it into a buffer of wholeResponseBytes, threads.go); larger
 # list bodies are written chunk by chunk, without joining them first.
 WHOLE_MAX = 32 * 1024
+# A body of one bytes object is handed back up to this size: the C side
+# sends one past 16 KiB from the object itself, without a copy (KEEP_BODY_MAX
+# in caddysnake.c); a larger one it would copy, as write() does.
+WHOLE_BYTES_MAX = 1024 * 1024
 APP_ERROR = 1  # the app failed before headers were sent: answer 500 (or 400)
 APP_ERROR_AFTER_HEADERS = 2  # the response is half sent: abort the connection
 CLIENT_GONE = 3  # the client disconnected: nothing more to do
@@ -557,7 +561,7 @@ class _Response:
     def finish(self, result):
         """Sends the response iterable (PEP 3333, "Buffering and Streaming")."""
         if (type(result) is list and len(result) == 1 and type(result[0]) is bytes
-                and len(result[0]) <= WHOLE_MAX and self.status is not None and not self.sent):
+                and len(result[0]) <= WHOLE_BYTES_MAX and self.status is not None and not self.sent):
             # The most common body of all, one bytes in a list: what the
             # general case below does, in fewer steps.
             body = result[0]

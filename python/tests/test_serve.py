@@ -618,6 +618,22 @@ def test_write_after_serve_returned_sends_nothing(native):
     assert native.calls == []
 
 
+def test_one_large_bytes_is_handed_back_up_to_the_by_reference_limit(native):
+    from conftest import make_req
+
+    # One bytes object: handed back whole, the object itself (the C side
+    # sends it by reference, no copy), up to WHOLE_BYTES_MAX.
+    body = b"z" * (64 * 1024)
+    res = wsgi.serve(simple(body=[body]), make_req(), 1)
+    assert type(res) is tuple and res[3] is body and ("Content-Length", "65536") in res[2]
+    assert native.calls == []
+    # Past it, written like any other body.
+    big = b"z" * (wsgi.WHOLE_BYTES_MAX + 1)
+    res = wsgi.serve(simple(body=[big]), make_req(), 2)
+    assert res == 0
+    assert [len(c.data) for c in native.calls] == [len(big)]
+
+
 def test_large_list_body_is_written_in_chunks(run, native):
     big = [b"x" * 20_000, b"y" * 20_000]  # over WHOLE_MAX together
     code, r = run(simple(body=big))

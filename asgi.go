@@ -108,8 +108,12 @@ type asgiEvent struct {
 	handle uintptr
 	req    *asgiRequest // evRequest: whose strings to hand over
 	data   []byte       // evBody, evWSMessage, evWSClose: copied by the post
-	flag   bool
-	code   int // evWSClose
+	// evRequest: the whole body (bodyLen bytes, -1: none) in C memory the
+	// post takes over.
+	body    *C.char
+	bodyLen int
+	flag    bool
+	code    int // evWSClose
 }
 
 // LoadASGI imports the app into it, starts its event loop thread and waits
@@ -249,6 +253,7 @@ func (a *ASGIApp) Close() {
 // event's data is its whole body, if Go read it ahead (nil: none).
 func (a *ASGIApp) post(ev asgiEvent) {
 	if !a.enter() {
+		C.free(unsafe.Pointer(ev.body))
 		return
 	}
 	defer a.leave()
@@ -256,19 +261,19 @@ func (a *ASGIApp) post(ev asgiEvent) {
 	if len(ev.data) > 0 {
 		data = (*C.char)(unsafe.Pointer(&ev.data[0]))
 	}
-	// The C side copies everything. It fails only once closed, or out of
-	// memory: the request then waits for its client to leave or the app
-	// to stop.
+	// The C side copies everything but a request's body, which it takes
+	// over. It fails only once closed, or out of memory: the request then
+	// waits for its client to leave or the app to stop.
 	switch ev.kind {
 	case evRequest, evWSConnect:
 		s := &ev.req.strs
 		bodyLen := C.int64_t(-1)
-		if ev.data != nil {
-			bodyLen = C.int64_t(len(ev.data))
+		if ev.body != nil {
+			bodyLen = C.int64_t(ev.bodyLen)
 		}
 		C.caddysnake_aapp_post_request(a.queues, C.int(ev.kind), C.uintptr_t(ev.handle),
 			(*C.char)(unsafe.Pointer(&s.buf[0])), C.size_t(len(s.buf)),
-			(*C.int32_t)(unsafe.Pointer(&s.ends[0])), C.int(len(s.ends)), data, bodyLen)
+			(*C.int32_t)(unsafe.Pointer(&s.ends[0])), C.int(len(s.ends)), ev.body, bodyLen)
 		return
 	}
 	flag := 0

@@ -93,23 +93,31 @@ func (a *ASGIApp) Serve(w http.ResponseWriter, r *http.Request) error {
 	}
 	req.handle = asgiRequests.add(req)
 	defer req.release()
-	var body []byte
+	var body *C.char
+	bodyLen := -1
 	if req.ws == nil {
 		if req.box = C.caddysnake_areq_open(a.queues, C.uintptr_t(req.handle)); req.box == nil {
 			return caddyhttp.Error(http.StatusServiceUnavailable, errors.New("python: out of memory for an ASGI request"))
 		}
-		var err error
-		if body, err = preloadBody(r, &req.body); err != nil {
-			return bodyError(err)
+		// A small body is read straight into the C block its event keeps:
+		// no copy between the socket and the app's bytes.
+		if bodyLen = preloadLen(r); bodyLen >= 0 {
+			if body = (*C.char)(C.malloc(C.size_t(max(bodyLen, 1)))); body == nil {
+				return caddyhttp.Error(http.StatusServiceUnavailable, errBodyMemory)
+			}
+			if err := readPreload(r, unsafe.Slice((*byte)(unsafe.Pointer(body)), bodyLen)); err != nil {
+				C.free(unsafe.Pointer(body))
+				return bodyError(err)
+			}
+			req.preloaded = true
 		}
-		req.preloaded = body != nil
 	}
 	req.layout()
 	allowFullDuplex(w, r)
 
 	// A small body goes with the request, in the same drain: the app's
 	// first receive() finds it without a round trip through Go.
-	a.post(asgiEvent{kind: kind, handle: req.handle, req: req, data: body})
+	a.post(asgiEvent{kind: kind, handle: req.handle, req: req, body: body, bodyLen: bodyLen})
 	ctxDone := r.Context().Done()
 	for {
 		if req.ws != nil && req.ws.conn != nil {

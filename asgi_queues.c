@@ -196,19 +196,18 @@ int caddysnake_aapp_post(cs_aapp *a, int kind, uintptr_t req, const char *data, 
 }
 
 int caddysnake_aapp_post_request(cs_aapp *a, int kind, uintptr_t req, const char *strs, size_t len,
-                                 const int32_t *ends, int n, const char *body, int64_t body_len) {
+                                 const int32_t *ends, int n, char *body, int64_t body_len) {
 	cs_event evs[2];
 	if (make_event(&evs[0], kind, req, strs, len, ends, n, 0) < 0) {
+		free(body);
 		return -1;
 	}
 	if (body_len < 0) {
+		free(body);
 		return append_events(a, evs, 1);
 	}
-	// The body event: kind 1, more_body false.
-	if (make_event(&evs[1], 1, req, body, (size_t)body_len, NULL, 0, 0) < 0) {
-		free_events(evs, 1);
-		return -1;
-	}
+	// The body event: kind 1, more_body false, with Go's block as its data.
+	evs[1] = (cs_event){.kind = 1, .req = req, .data = body, .len = (size_t)body_len};
 	return append_events(a, evs, 2);
 }
 

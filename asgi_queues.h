@@ -62,9 +62,11 @@ int caddysnake_aapp_post(cs_aapp *a, int kind, uintptr_t req, const char *data, 
                          const int32_t *ends, int n, int flag);
 // Posts a new request (kind 0) or WebSocket (kind 10) with its n scope
 // strings; with body_len >= 0 also its whole body, as a body event in the
-// same drain. 0 or -1, as caddysnake_aapp_post.
+// same drain: body is a malloc'd block the call takes over (not copied; it
+// is freed with the event, or at once if the post fails). 0 or -1, as
+// caddysnake_aapp_post.
 int caddysnake_aapp_post_request(cs_aapp *a, int kind, uintptr_t req, const char *strs, size_t len,
-                                 const int32_t *ends, int n, const char *body, int64_t body_len);
+                                 const int32_t *ends, int n, char *body, int64_t body_len);
 // Moves the handles of up to max requests with new commands into out.
 int caddysnake_aapp_take_ready(cs_aapp *a, uintptr_t *out, int max);
 

@@ -200,23 +200,6 @@ func readPreload(r *http.Request, b []byte) error {
 	return nil
 }
 
-// preloadBody reads a body preloadLen accepts into *buf (grown as needed);
-// nil: no preload.
-func preloadBody(r *http.Request, buf *[]byte) ([]byte, error) {
-	n := preloadLen(r)
-	if n < 0 {
-		return nil, nil
-	}
-	if cap(*buf) < n {
-		*buf = make([]byte, n)
-	}
-	b := (*buf)[:n]
-	if err := readPreload(r, b); err != nil {
-		return nil, err
-	}
-	return b, nil
-}
-
 // collect sends the job's frames as the worker appends them, until the job
 // finished (run then sends a response the app produced whole). Returns the
 // job's result code.

@@ -103,6 +103,31 @@ func TestASGIRawApp(t *testing.T) {
 		}
 	})
 
+	// Up to 64 KiB, Go reads the body into the C block of the body event
+	// that goes with the request: one chunk, exact bytes, on either side
+	// of the limit.
+	t.Run("bodies around the read-ahead limit", func(t *testing.T) {
+		for i, n := range []int{65536, 1, 65535, 65537, 3} {
+			body := randomBytes(n, int64(20+i))
+			sum := sha256.Sum256(body)
+			resp, b := c.do(t, "POST", c.URL("/echo"), bytes.NewReader(body))
+			var got struct {
+				Len    int    `json:"len"`
+				Sha256 string `json:"sha256"`
+				Chunks int    `json:"chunks"`
+			}
+			if err := json.Unmarshal(b, &got); err != nil || resp.StatusCode != 200 {
+				t.Fatalf("%d bytes: status %d, %v: %s", n, resp.StatusCode, err, b)
+			}
+			if got.Len != n || got.Sha256 != hex.EncodeToString(sum[:]) {
+				t.Errorf("%d bytes: echo %+v", n, got)
+			}
+			if n <= 65536 && got.Chunks != 1 {
+				t.Errorf("%d bytes came in %d receive()s: a read-ahead body is one", n, got.Chunks)
+			}
+		}
+	})
+
 	t.Run("10MiB response", func(t *testing.T) {
 		resp, b := c.do(t, "GET", c.URL("/big"), nil)
 		sum := sha256.Sum256(b)

@@ -250,7 +250,7 @@ func (a *ASGIApp) Close() {
 
 // post queues an event for the loop, waking it if it may be asleep. After
 // Close nobody reads events any more, and they are dropped. A request
-// event's data is its whole body, if Go read it ahead (nil: none).
+// event carries its whole body in body/bodyLen, if Go read it ahead.
 func (a *ASGIApp) post(ev asgiEvent) {
 	if !a.enter() {
 		C.free(unsafe.Pointer(ev.body))

@@ -1555,7 +1555,7 @@ static int out_reserve(cs_out *out, size_t need) {
 	if (out->ends == NULL && (out->ends = malloc(sizeof(int32_t) * (size_t)out->ends_cap)) == NULL) {
 		return -1;
 	}
-	if (need > out->have) {
+	if (out->buf == NULL || need > out->have) {
 		size_t have = out->have ? out->have : 1024;
 		while (have < need) {
 			have *= 2;
@@ -1582,11 +1582,12 @@ void caddysnake_out_free(cs_out *out) {
 }
 
 // The bytes bodies send_whole hands Go by reference instead of copying.
-// A reference Go hands back waits for the lane's next job to be dropped
-// (lanes.c, drop_kept), so an app that goes idle keeps at most its last
-// few: the upper bound keeps that small.
+// The upper bound is the outbox's (OUTBOX_LIMIT): a larger body goes
+// through the frames, whose worker waits while the client lags, so slow
+// clients pin no more memory than before. Go hands a reference back once
+// written, and a worker drops it under the GIL (lanes.c, drop_kept).
 #define KEEP_BODY_MIN (16 * 1024)
-#define KEEP_BODY_MAX (1024 * 1024)
+#define KEEP_BODY_MAX OUTBOX_LIMIT
 
 // Sends the (OK, status, headers, body) that caddysnake.wsgi.serve handed
 // back: copied into out if it fits, else as a frame (send_frame). Returns serve's

@@ -67,7 +67,14 @@ struct cs_lane {
 	// rest when the lane is freed. nkept is also read without mu.
 	PyObject **kept;
 	size_t nkept, kept_cap;
+	size_t kept_bytes; // their bodies' size
+	int drop_wanted;   // an idle worker should drop them (caddysnake_job_release_body)
 };
+
+// Bytes of kept bodies past which an idle lane wakes a worker to drop them:
+// sends that finish after the last job started would otherwise stay pinned
+// until the app's next request.
+#define KEPT_WAKE (4 * 1024 * 1024)
 
 // No job started for this long while jobs wait: the active workers are
 // blocked (or on a long job), and another worker joins in.
@@ -247,7 +254,7 @@ static int job_fill(cs_job *j, const char *buf, const int32_t *ends, int n) {
 }
 
 // Puts a body reference Go is done with on l's list; with mu held.
-static void keep_locked(cs_lane *l, PyObject *obj) {
+static void keep_locked(cs_lane *l, PyObject *obj, size_t len) {
 	if (l->nkept == l->kept_cap) {
 		size_t cap = l->kept_cap ? 2 * l->kept_cap : 64;
 		PyObject **k = realloc(l->kept, sizeof *k * cap);
@@ -258,6 +265,7 @@ static void keep_locked(cs_lane *l, PyObject *obj) {
 		l->kept_cap = cap;
 	}
 	l->kept[l->nkept] = obj;
+	l->kept_bytes += len;
 	__atomic_store_n(&l->nkept, l->nkept + 1, __ATOMIC_RELAXED);
 }
 
@@ -266,11 +274,17 @@ void caddysnake_job_release_body(cs_job *j) {
 	if (obj == NULL) {
 		return;
 	}
+	size_t len = j->out->body_len;
 	j->out->body_obj = NULL;
 	j->out->body = NULL;
 	cs_lane *l = j->lane;
 	pthread_mutex_lock(&l->mu);
-	keep_locked(l, obj);
+	keep_locked(l, obj, len);
+	if (l->kept_bytes >= KEPT_WAKE && l->active == 0 && !l->drop_wanted) {
+		// Nobody runs jobs, so nobody drops them soon (see await_turn).
+		l->drop_wanted = 1;
+		pthread_cond_signal(l->idle > 0 ? &l->work : &l->watch);
+	}
 	pthread_mutex_unlock(&l->mu);
 }
 
@@ -287,6 +301,9 @@ static void drop_kept(cs_lane *l) {
 		n = l->nkept < 64 ? l->nkept : 64;
 		__atomic_store_n(&l->nkept, l->nkept - n, __ATOMIC_RELAXED);
 		memcpy(batch, l->kept + l->nkept, sizeof *batch * n);
+		for (size_t i = 0; i < n; i++) {
+			l->kept_bytes -= (size_t)PyBytes_GET_SIZE(batch[i]); // immutable: no GIL needed
+		}
 		pthread_mutex_unlock(&l->mu);
 		for (size_t i = 0; i < n; i++) {
 			Py_DECREF(batch[i]);
@@ -649,6 +666,10 @@ static int watch(cs_lane *l) {
 		if (l->head != NULL && l->active == 0 && l->idle == 0) {
 			return 1; // nobody else will (submit wakes an idle worker first)
 		}
+		if (l->drop_wanted) {
+			l->drop_wanted = 0;
+			return 1; // a turn with no job drops the kept bodies
+		}
 		if (l->head == NULL && l->stopping) {
 			return 0;
 		}
@@ -681,6 +702,10 @@ static int await_turn(cs_lane *l) {
 	for (;;) {
 		if (l->head != NULL && (l->active == 0 || (!HAS_GIL && l->active < l->limit))) {
 			return 1;
+		}
+		if (l->drop_wanted) {
+			l->drop_wanted = 0;
+			return 1; // a turn with no job drops the kept bodies
 		}
 		if (l->head == NULL && l->stopping) {
 			// Workers that went back to sleep while others ran must leave too.
@@ -751,6 +776,11 @@ void caddysnake_lane_work(cs_lane *l) {
 		}
 		pthread_mutex_lock(&l->mu);
 		unlink_active(l, &me);
+		if (l->kept_bytes >= KEPT_WAKE && l->nkept > 0) {
+			// Handed back while this worker was on its way out (no wake-up
+			// then: it was active): one more turn drops them.
+			l->drop_wanted = 1;
+		}
 	}
 	pthread_mutex_unlock(&l->mu);
 	if (batch) {

@@ -219,8 +219,9 @@ type worker struct {
 }
 
 // Room in a job's cs_out: a response larger than this, or with more
-// headers, is written as frames instead (a bytes body of 16 KiB to 1 MiB
-// takes no room: Go sends it from the object, caddysnake.c's send_whole).
+// headers, is written as frames instead (a bytes body of 16 to 256 KiB
+// takes no room: Go sends it from the object, caddysnake.c's send_whole;
+// its headers still must fit).
 const (
 	wholeResponseBytes   = 32 << 10
 	wholeResponseStrings = 2*63 + 1

@@ -143,6 +143,9 @@ func (req *wsgiRequest) run(w *worker) (int, error) {
 	w.seq.Add(1)
 	w.cur.Store(req)
 	defer w.cur.Store(nil)
+	// A body sent by reference goes back to Python even if sending panics:
+	// the slot may be freed next, and the reference with it.
+	defer C.caddysnake_job_release_body(w.job)
 	// A small body goes straight into the job's C buffer: wsgi.input makes
 	// its bytes from there, with no copy in between.
 	bodyLen := preloadLen(req.r)
@@ -160,11 +163,8 @@ func (req *wsgiRequest) run(w *worker) (int, error) {
 		return 0, err
 	}
 	rc := req.collect(w)
-	if out := w.job.out; out.n > 0 {
-		if !req.sendWhole(out) {
-			rc = wsgiBridgeError
-		}
-		C.caddysnake_job_release_body(w.job) // sent: Python may free it
+	if out := w.job.out; out.n > 0 && !req.sendWhole(out) {
+		rc = wsgiBridgeError
 	}
 	return rc, nil
 }

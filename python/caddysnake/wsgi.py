@@ -19,14 +19,16 @@ _native = bridge.native
 
 # serve() result codes, as understood by the C/Go caller.
 OK = 0
-# The largest body serve hands back whole for Go to send after the call (the
-# C side copies it into a buffer of wholeResponseBytes, threads.go); larger
-# list bodies are written chunk by chunk, without joining them first.
+# The largest body of several chunks serve joins and hands back whole for Go
+# to send after the call (the C side copies it into a buffer of
+# wholeResponseBytes, threads.go); larger ones are written chunk by chunk,
+# without joining them first.
 WHOLE_MAX = 32 * 1024
-# A body of one bytes object is handed back up to this size: the C side
-# sends one past 16 KiB from the object itself, without a copy (KEEP_BODY_MAX
-# in caddysnake.c); a larger one it would copy, as write() does.
-WHOLE_BYTES_MAX = 1024 * 1024
+# A body of one bytes object is handed back up to this size (the outbox's
+# OUTBOX_LIMIT, lanes.h): the C side sends one past 16 KiB from the object
+# itself, without a copy (KEEP_BODY_MAX, caddysnake.c). A larger one is
+# written, and the worker waits while the client lags behind.
+WHOLE_BYTES_MAX = 256 * 1024
 APP_ERROR = 1  # the app failed before headers were sent: answer 500 (or 400)
 APP_ERROR_AFTER_HEADERS = 2  # the response is half sent: abort the connection
 CLIENT_GONE = 3  # the client disconnected: nothing more to do

@@ -622,7 +622,7 @@ def test_one_large_bytes_is_handed_back_up_to_the_by_reference_limit(native):
     from conftest import make_req
 
     # One bytes object: handed back whole, the object itself (the C side
-    # sends it by reference, no copy), up to WHOLE_BYTES_MAX.
+    # sends it by reference, no copy), up to WHOLE_BYTES_MAX (256 KiB).
     body = b"z" * (64 * 1024)
     res = wsgi.serve(simple(body=[body]), make_req(), 1)
     assert type(res) is tuple and res[3] is body and ("Content-Length", "65536") in res[2]

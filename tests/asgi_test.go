@@ -33,6 +33,23 @@ func asgiSite(t *testing.T, target string, extra ...string) string {
 `, target, venv, strings.Join(extra, "\n\t\t"))
 }
 
+// asgiEchoResult is what asgi_raw.py's /echo answers.
+type asgiEchoResult struct {
+	Len    int    `json:"len"`
+	Sha256 string `json:"sha256"`
+	Chunks int    `json:"chunks"` // receive() calls that brought body
+}
+
+func postASGIEcho(t *testing.T, c *caddy, body []byte) asgiEchoResult {
+	t.Helper()
+	resp, b := c.do(t, "POST", c.URL("/echo"), bytes.NewReader(body))
+	var got asgiEchoResult
+	if err := json.Unmarshal(b, &got); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("POST /echo, %d bytes: status %d, %v: %.300s", len(body), resp.StatusCode, err, b)
+	}
+	return got
+}
+
 func TestASGIRawApp(t *testing.T) {
 	c := startCaddy(t, asgiSite(t, "asgi_raw:app"))
 
@@ -85,17 +102,8 @@ func TestASGIRawApp(t *testing.T) {
 
 	t.Run("10MiB request body", func(t *testing.T) {
 		body := bytes.Repeat([]byte("0123456789abcdef"), 10*1024*1024/16)
-		sum := sha256.Sum256(body)
-		resp, b := c.do(t, "POST", c.URL("/echo"), bytes.NewReader(body))
-		var got struct {
-			Len    int    `json:"len"`
-			Sha256 string `json:"sha256"`
-			Chunks int    `json:"chunks"`
-		}
-		if err := json.Unmarshal(b, &got); err != nil || resp.StatusCode != 200 {
-			t.Fatalf("status %d, %v: %s", resp.StatusCode, err, b)
-		}
-		if got.Len != len(body) || got.Sha256 != hex.EncodeToString(sum[:]) {
+		got := postASGIEcho(t, c, body)
+		if got.Len != len(body) || got.Sha256 != sha(body) {
 			t.Fatalf("echo: %+v, want len %d", got, len(body))
 		}
 		if got.Chunks < 2 {
@@ -109,17 +117,8 @@ func TestASGIRawApp(t *testing.T) {
 	t.Run("bodies around the read-ahead limit", func(t *testing.T) {
 		for i, n := range []int{65536, 1, 65535, 65537, 3} {
 			body := randomBytes(n, int64(20+i))
-			sum := sha256.Sum256(body)
-			resp, b := c.do(t, "POST", c.URL("/echo"), bytes.NewReader(body))
-			var got struct {
-				Len    int    `json:"len"`
-				Sha256 string `json:"sha256"`
-				Chunks int    `json:"chunks"`
-			}
-			if err := json.Unmarshal(b, &got); err != nil || resp.StatusCode != 200 {
-				t.Fatalf("%d bytes: status %d, %v: %s", n, resp.StatusCode, err, b)
-			}
-			if got.Len != n || got.Sha256 != hex.EncodeToString(sum[:]) {
+			got := postASGIEcho(t, c, body)
+			if got.Len != n || got.Sha256 != sha(body) {
 				t.Errorf("%d bytes: echo %+v", n, got)
 			}
 			if n <= 65536 && got.Chunks != 1 {

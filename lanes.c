@@ -225,18 +225,27 @@ static void wake_taker(cs_lane *l) {
 	}
 }
 
+// Makes *p (of *cap bytes) hold at least need, and at least 1 KiB: 0, or -1
+// if out of memory (*p unchanged). A job's buffers only grow.
+static int grow_bytes(char **p, size_t *cap, size_t need) {
+	if (need > *cap || *p == NULL) {
+		size_t c = need < 1024 ? 1024 : need;
+		char *b = realloc(*p, c);
+		if (b == NULL) {
+			return -1;
+		}
+		*p = b;
+		*cap = c;
+	}
+	return 0;
+}
+
 // Copies the request into j's own buffers: Go reuses its buffer as soon as
 // the submit call returns, and the worker reads the copy later.
 static int job_fill(cs_job *j, const char *buf, const int32_t *ends, int n) {
 	size_t len = n > 0 ? (size_t)ends[n - 1] : 0;
-	if (len > j->buf_cap || j->buf == NULL) {
-		size_t cap = len < 1024 ? 1024 : len;
-		char *b = realloc(j->buf, cap);
-		if (b == NULL) {
-			return -1;
-		}
-		j->buf = b;
-		j->buf_cap = cap;
+	if (grow_bytes(&j->buf, &j->buf_cap, len) < 0) {
+		return -1;
 	}
 	if (n > j->ends_cap) {
 		int cap = n < 64 ? 64 : n;
@@ -312,17 +321,8 @@ static void drop_kept(cs_lane *l) {
 }
 
 char *caddysnake_job_body(cs_job *j, int64_t n) {
-	if (n < 0) {
+	if (n < 0 || grow_bytes(&j->body, &j->body_cap, (size_t)n) < 0) {
 		return NULL;
-	}
-	if ((size_t)n > j->body_cap || j->body == NULL) {
-		size_t cap = n < 1024 ? 1024 : (size_t)n;
-		char *b = realloc(j->body, cap);
-		if (b == NULL) {
-			return NULL;
-		}
-		j->body = b;
-		j->body_cap = cap;
 	}
 	return j->body;
 }

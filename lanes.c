@@ -215,6 +215,17 @@ void caddysnake_lane_free(cs_lane *l) {
 static int ready_locked(cs_lane *l, cs_job *j);
 static void flush_held(cs_lane *l);
 
+// With mu held: whether a turn is wanted only to drop kept bodies
+// (caddysnake_job_release_body); takes it. Such a turn runs no job: the
+// worker's loop drops them before it finds the queue empty.
+static int drop_turn(cs_lane *l) {
+	if (!l->drop_wanted) {
+		return 0;
+	}
+	l->drop_wanted = 0;
+	return 1;
+}
+
 // With mu held: wakes a thread to take the queued jobs, an idle worker if
 // there is one, else the watcher (the last idle thread).
 static void wake_taker(cs_lane *l) {
@@ -666,9 +677,8 @@ static int watch(cs_lane *l) {
 		if (l->head != NULL && l->active == 0 && l->idle == 0) {
 			return 1; // nobody else will (submit wakes an idle worker first)
 		}
-		if (l->drop_wanted) {
-			l->drop_wanted = 0;
-			return 1; // a turn with no job drops the kept bodies
+		if (drop_turn(l)) {
+			return 1;
 		}
 		if (l->head == NULL && l->stopping) {
 			return 0;
@@ -703,9 +713,8 @@ static int await_turn(cs_lane *l) {
 		if (l->head != NULL && (l->active == 0 || (!HAS_GIL && l->active < l->limit))) {
 			return 1;
 		}
-		if (l->drop_wanted) {
-			l->drop_wanted = 0;
-			return 1; // a turn with no job drops the kept bodies
+		if (drop_turn(l)) {
+			return 1;
 		}
 		if (l->head == NULL && l->stopping) {
 			// Workers that went back to sleep while others ran must leave too.

@@ -105,7 +105,7 @@ func (a *ASGIApp) Serve(w http.ResponseWriter, r *http.Request) error {
 			if body = (*C.char)(C.malloc(C.size_t(max(bodyLen, 1)))); body == nil {
 				return caddyhttp.Error(http.StatusServiceUnavailable, errBodyMemory)
 			}
-			if err := readPreload(r, unsafe.Slice((*byte)(unsafe.Pointer(body)), bodyLen)); err != nil {
+			if err := readPreload(r, body, bodyLen); err != nil {
 				C.free(unsafe.Pointer(body))
 				return bodyError(err)
 			}

@@ -154,7 +154,7 @@ func (req *wsgiRequest) run(w *worker) (int, error) {
 		if p == nil {
 			return 0, errBodyMemory
 		}
-		if err := readPreload(req.r, unsafe.Slice((*byte)(unsafe.Pointer(p)), bodyLen)); err != nil {
+		if err := readPreload(req.r, p, bodyLen); err != nil {
 			req.bodyErr = err
 			return 0, err
 		}
@@ -189,9 +189,10 @@ func preloadLen(r *http.Request) int {
 	return int(n)
 }
 
-// readPreload reads the whole body (preloadLen bytes) into b.
-func readPreload(r *http.Request, b []byte) error {
-	if _, err := io.ReadFull(r.Body, b); err != nil {
+// readPreload reads the whole body (preloadLen's n bytes) into the C memory
+// at p, where the app's bytes are made from: no Go buffer in between.
+func readPreload(r *http.Request, p *C.char, n int) error {
+	if _, err := io.ReadFull(r.Body, unsafe.Slice((*byte)(unsafe.Pointer(p)), n)); err != nil {
 		if err == io.ErrUnexpectedEOF {
 			err = fmt.Errorf("request body shorter than its Content-Length: %w", err)
 		}

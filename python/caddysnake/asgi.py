@@ -35,8 +35,9 @@ EV_REQUEST = 0  # (0, req, parts)
 EV_BODY = 1  # (1, req, data, more_body)
 EV_DISCONNECT = 2  # (2, req)
 EV_SENT = 3  # (3, req, ok): also ws_accept / ws_send / ws_close completions
-EV_SHUTDOWN = 4  # (4, 0)
+EV_SHUTDOWN = 4  # (4, 0): drain the requests, then run the lifespan shutdown
 EV_REQUEST_SCOPE = 5  # (5, req, scope, has_body): the scope built in C, without "state"
+EV_ABANDON = 6  # (6, 0): stop waiting for the requests still running: cancel them now
 EV_WS_CONNECT = 10  # (10, req, parts): parts as for EV_REQUEST
 EV_WS_MESSAGE = 11  # (11, req, data, is_text)
 EV_WS_CLOSE = 12  # (12, req, code, reason): the client closed or the connection failed
@@ -46,6 +47,15 @@ OK = 0  # WebSocket: 403 if never accepted, close 1000 if accepted and still ope
 APP_ERROR = 1  # failed before http.response.start / accept: Go answers 500
 APP_ERROR_AFTER_START = 2  # the response is half sent: Go aborts (WebSocket: close 1011)
 CLIENT_GONE = 3
+# The server ended the exchange: Go answers 503 (STOPPED) or 504 (TIMED_OUT)
+# if nothing was sent, else aborts the connection (WebSocket: close 1001).
+STOPPED = 4
+TIMED_OUT = 5
+
+# How long a task cancelled by the server (request_timeout, stop) may take
+# to end: one that swallows its CancelledError is then abandoned, finished
+# as STOPPED / TIMED_OUT, so its client and Caddy's shutdown wait no longer.
+CANCEL_GRACE = 3.0
 
 LOG_DEBUG, LOG_INFO, LOG_WARNING, LOG_ERROR = 0, 1, 2, 3
 
@@ -67,6 +77,21 @@ def _log(handle, level, message):
 def _disconnect():
     # A new dict each time: apps may mutate the messages they receive.
     return {"type": "http.disconnect"}
+
+
+def _await_chain(coro, limit=64):
+    """Where a suspended coroutine waits, outermost first, as traceback
+    lines: Task.get_stack() gives only the outermost frame of a coroutine,
+    so this follows cr_await (and a generator's gi_yieldfrom) down."""
+    lines = []
+    while coro is not None and len(lines) < limit:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is None:
+            break
+        code = frame.f_code
+        lines.append(f'  File "{code.co_filename}", line {frame.f_lineno}, in {code.co_name}\n')
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return lines
 
 
 # ---------------------------------------------------------------- app styles
@@ -261,7 +286,7 @@ class _Exchange:
         # send
         "ended", "end_ok", "sending", "send_fut",
         # ending
-        "cancelled", "gone", "error", "task_done", "finished",
+        "cancelled", "gone", "error", "task_done", "finished", "stop_code", "timer",
         # the native side
         "outbox", "handed_off",
     )
@@ -283,6 +308,8 @@ class _Exchange:
         self.error = False  # the app raised (logged already)
         self.task_done = False
         self.finished = False  # asgi_finish was called: the handle is dead
+        self.stop_code = None  # STOPPED / TIMED_OUT: the server cancelled the task (stop())
+        self.timer = None  # request_timeout's TimerHandle, while it runs
         # Native calls for this exchange go to an outbox (they return True or
         # False, not None): its final message ends it on the Go side, with
         # no asgi_finish needed, once that message was handed over.
@@ -302,7 +329,8 @@ class _Exchange:
 
     def _client_left(self, exc):
         """Whether exc ended the task because the client left, not an app bug."""
-        return isinstance(exc, ClientDisconnected) or (self.cancelled and isinstance(exc, asyncio.CancelledError))
+        return isinstance(exc, ClientDisconnected) or (
+            (self.cancelled or self.stop_code is not None) and isinstance(exc, asyncio.CancelledError))
 
     def _failed(self, exc):
         if self._client_left(exc):
@@ -329,11 +357,18 @@ class _Exchange:
             return
         self.finished = True
         handle = self.handle
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         if self.end_ok:
             # The last message (for a WebSocket also the 403 a close before
             # accept causes) went out: whatever the app did afterwards,
             # nothing is left for Go.
             code = OK
+        elif self.stop_code is not None:
+            # Never "complete": the client must not take a response cut
+            # short by the server for a whole one.
+            code = self.stop_code
         elif self.gone or self.disconnected:
             code = CLIENT_GONE
         else:
@@ -348,14 +383,43 @@ class _Exchange:
         except BaseException as exc:  # noqa: B036
             _log(self.server.handle, LOG_ERROR, f"asgi_finish failed: {exc!r}")
 
+    def stop(self, code):
+        """The server ends the exchange (code STOPPED or TIMED_OUT): the
+        task is cancelled, and abandoned if it is still running
+        CANCEL_GRACE seconds later."""
+        if self.finished or self.stop_code is not None:
+            return
+        self.stop_code = code
+        task = self.task
+        if task is not None and not task.done():
+            task.cancel()
+        # Also when the task is over but a send is still outstanding: Go may
+        # give up on the request without ever answering it.
+        self.server.loop.call_later(CANCEL_GRACE, self._overdue)
+        self._finish()
+
+    def _overdue(self):
+        if self.finished:
+            return
+        _log(self.handle, LOG_ERROR,
+             f"ASGI {self._KIND} {self._what()} still running {CANCEL_GRACE:g}s after it was cancelled "
+             f"(it swallows CancelledError?): abandoned, its connection closed")
+        self.force_finish()
+
     def force_finish(self):
-        """Shutdown gave up on this request or connection: finish it as client-gone."""
+        """The server gives up on this exchange's task: finished as stopped
+        (or timed out), whatever the task does from now on."""
         if self.sending is not None:
             _abandoned.append(self.sending)
             self.sending = None
-        self.gone = True
+        if self.stop_code is None:
+            self.stop_code = STOPPED
         self.task_done = True
         self._finish()
+
+    def _what(self):
+        scope = self.scope or {}
+        return f"{scope.get('method', 'GET')} {scope.get('path', '?')}"
 
     # ------------------------------------------------------------ events
 
@@ -479,6 +543,19 @@ class _Request(_Exchange):
         else:
             self.buffered = msg
 
+    def on_timeout(self):
+        """request_timeout passed: the task is cancelled (stop); Go answers
+        504, or aborts a response that started."""
+        self.timer = None
+        if self.finished or self.stop_code is not None:
+            return
+        task = self.task
+        where = "".join(_await_chain(task.get_coro())) if task is not None else ""
+        _log(self.handle, LOG_ERROR,
+             f"ASGI request timed out after {self.server.request_timeout:g}s (request_timeout): "
+             f"{self._what()}; cancelling it. It was waiting in:\n{where}")
+        self.stop(TIMED_OUT)
+
     def on_disconnect(self):
         self.disconnected = True
         if self._wake() or self.ended or self.task is None:
@@ -596,6 +673,12 @@ class _Request(_Exchange):
         more = bool(message.get("more_body", False))
         if more and not body:
             return  # nothing to send, and nothing changes
+        if more and self.timer is not None:
+            # A streamed response (server-sent events, a long download) is
+            # long by design: request_timeout bounds the app until it
+            # streams, not the stream.
+            self.timer.cancel()
+            self.timer = None
         await self._ready()
         if not more:
             self._end_of_body()
@@ -641,6 +724,7 @@ class _Request(_Exchange):
 # Close code for a connection that ended without a close frame (RFC 6455
 # 7.4.1): what receive() reports when there is no better code.
 WS_ABNORMAL_CLOSURE = 1006
+WS_GOING_AWAY = 1001
 
 _WS_BEFORE_ACCEPT = ("websocket.accept", "websocket.close", "websocket.http.response.start")
 
@@ -734,6 +818,13 @@ class _WebSocket(_Exchange):
 
     def on_close(self, code, reason):
         self._lost(code, reason.decode("utf-8", "replace"))
+
+    def going_away(self):
+        """The server is stopping or reloading: receive() reports a
+        disconnect with 1001 (RFC 6455: going away) now, as uvicorn does, so
+        the app ends and the client reconnects to the new configuration."""
+        if self.accepted and not self.close_sent:
+            self._lost(WS_GOING_AWAY, "server shutting down")
 
     def on_disconnect(self):
         # Not a WebSocket event kind, but if Go reports the connection gone
@@ -957,13 +1048,15 @@ def _parse_options(options):
         raise _StartupError(f'loop must be "asyncio", "uvloop" or "auto", not {loop!r}')
     startup_timeout = float(options.get("startup_timeout", 60.0))
     shutdown_timeout = float(options.get("shutdown_timeout", 30.0))
-    return lifespan, loop, startup_timeout, shutdown_timeout
+    request_timeout = float(options.get("request_timeout", 0.0))
+    return lifespan, loop, startup_timeout, shutdown_timeout, request_timeout
 
 
 class _Server:
     """One app's event loop side: dispatches events, owns the requests."""
 
-    def __init__(self, app, handle, wake_fd, loop, lifespan_mode, startup_timeout, shutdown_timeout):
+    def __init__(self, app, handle, wake_fd, loop, lifespan_mode, startup_timeout, shutdown_timeout,
+                 request_timeout=0.0):
         self.app = as_asgi3(app)
         self.handle = handle
         self.wake_fd = wake_fd
@@ -972,11 +1065,13 @@ class _Server:
         self.lifespan = Lifespan(self.app, lifespan_mode, self.state, startup_timeout, shutdown_timeout,
                                  self.log)
         self.shutdown_timeout = shutdown_timeout
+        self.request_timeout = request_timeout  # seconds; 0: none
         self.requests = {}
         self.serving = False  # events are dispatched (after a successful startup)
-        self.stopping = False
+        self.stopping = False  # drained: new requests are refused (503)
         self.stop_fut = None  # resolved by EV_SHUTDOWN
         self.idle = None  # resolved when the last request finishes during shutdown
+        self.abandoning = False  # EV_ABANDON came: running requests are cancelled
         self.ready_sent = False
         self.stopped_sent = False
         # Event kind -> handler.
@@ -987,6 +1082,7 @@ class _Server:
             EV_DISCONNECT: self.on_disconnect,
             EV_SENT: self.on_sent,
             EV_SHUTDOWN: self.on_shutdown,
+            EV_ABANDON: self.on_abandon,
             EV_WS_CONNECT: self.on_ws_connect,
             EV_WS_MESSAGE: self.on_ws_message,
             EV_WS_CLOSE: self.on_ws_close,
@@ -1060,9 +1156,9 @@ class _Server:
         """Starts the app's task for a new HTTP request or WebSocket: build
         turns the event into the exchange's constructor arguments."""
         req = event[1]
-        if self.stopping:
-            _log(req, LOG_WARNING, f"{what} arrived after the ASGI app began shutting down")
-            _native.asgi_finish(req, APP_ERROR)
+        if self.stopping or self.abandoning:
+            _log(req, LOG_WARNING, f"{what} arrived after the ASGI app stopped serving: 503")
+            _native.asgi_finish(req, STOPPED)
             return
         try:
             args = build(event, self.state)
@@ -1074,6 +1170,9 @@ class _Server:
         self.requests[req] = ex
         task = ex.task = self.loop.create_task(ex.run())
         task.add_done_callback(ex.done)
+        if self.request_timeout > 0 and cls is _Request:
+            # One timer handle on the loop's heap per request, no thread.
+            ex.timer = self.loop.call_later(self.request_timeout, ex.on_timeout)
 
     def on_ws_message(self, event):
         ws = self.requests.get(event[1])
@@ -1104,9 +1203,20 @@ class _Server:
         if self.stop_fut is not None and not self.stop_fut.done():
             self.stop_fut.set_result(None)
 
+    def on_abandon(self, event):
+        """Go's deadline for the running requests (grace_period, or the stop
+        bound) passed: every one still running is cancelled now and ends as
+        STOPPED (503, or an aborted response), whether or not the drain began."""
+        self.abandoning = True
+        for r in list(self.requests.values()):
+            r.stop(STOPPED)
+
     def forget(self, req):
         self.requests.pop(req, None)
         if not self.requests and self.idle is not None and not self.idle.done():
+            # Drained: from now on requests are refused, before the lifespan
+            # shutdown runs.
+            self.stopping = True
             self.idle.set_result(None)
 
     # ------------------------------------------------------------ life
@@ -1127,8 +1237,8 @@ class _Server:
             self.serving = True
             self.drain()  # whatever was queued during startup
             await self.stop_fut
+            await self.drain_requests()
             self.stopping = True
-            await self.close_requests()
             ok, message = await self.lifespan.shutdown()
             self.stopped_sent = True
             _native.asgi_stopped(self.handle, ok, message)
@@ -1136,20 +1246,21 @@ class _Server:
             _native.asgi_set_flusher(None)
             loop.remove_reader(self.wake_fd)
 
-    async def close_requests(self):
-        """Cancels the requests still running and waits for them to finish
-        (with code 3), for at most shutdown_timeout."""
+    async def drain_requests(self):
+        """Lets the requests still running finish: nothing in flight is lost
+        on a reload or stop. Requests that arrive meanwhile are served too
+        (a kept-alive connection may still carry one). WebSockets are told
+        the server is going away. Go bounds the wait: EV_ABANDON cancels
+        what is left (each abandoned CANCEL_GRACE seconds later if it
+        ignores that), so this ends."""
         if not self.requests:
+            self.stopping = True
             return
         self.idle = self.loop.create_future()
         for r in list(self.requests.values()):
-            if r.task is not None:
-                r.cancelled = True
-                r.task.cancel()
-        await asyncio.wait((self.idle,), timeout=self.shutdown_timeout)
-        for r in list(self.requests.values()):
-            self.log(LOG_WARNING, f"ASGI request {r.handle} did not end within shutdown_timeout")
-            r.force_finish()
+            if isinstance(r, _WebSocket):
+                r.going_away()
+        await self.idle
 
 
 def _close_loop(loop):
@@ -1175,10 +1286,11 @@ def run_loop(app, app_handle, wake_fd, options):
     loop = None
     server = None
     try:
-        lifespan, kind, startup_timeout, shutdown_timeout = _parse_options(options)
+        lifespan, kind, startup_timeout, shutdown_timeout, request_timeout = _parse_options(options)
         loop = _new_loop(kind)
         asyncio.set_event_loop(loop)  # for apps that call get_event_loop()
-        server = _Server(app, app_handle, wake_fd, loop, lifespan, startup_timeout, shutdown_timeout)
+        server = _Server(app, app_handle, wake_fd, loop, lifespan, startup_timeout, shutdown_timeout,
+                         request_timeout)
         loop.set_exception_handler(server.loop_exception)
         loop.run_until_complete(server.main())
     except BaseException as exc:  # noqa: B036 - nothing may unwind into the C caller

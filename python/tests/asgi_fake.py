@@ -309,7 +309,11 @@ class Running:
         assert not self.thread.is_alive(), "run_loop did not return"
         assert self.errors == []
 
-    def stop(self):
+    def stop(self, drain=False):
+        """Shutdown as Go orders it: EV_SHUTDOWN drains the requests; unless
+        drain, Go's deadline for them (EV_ABANDON) follows at once."""
         self.fake.push(asgi.EV_SHUTDOWN, 0)
+        if not drain:
+            self.fake.push(asgi.EV_ABANDON, 0)
         self.join()
         return self.fake.stopped

@@ -719,16 +719,23 @@ def test_websocket_and_http_share_the_loop(asgi_native, serve):
 
 
 def test_shutdown_ends_an_open_websocket(asgi_native, serve):
+    seen = []
+
     async def app(scope, receive, send):
         await receive()
         await send(ACCEPT)
         while True:
-            await receive()
+            msg = await receive()
+            if msg["type"] == "websocket.disconnect":
+                seen.append(msg)
+                return
 
     r = serve(app)
     asgi_native.websocket(1)
     asgi_native.wait(lambda: asgi_native.calls_for(1, "ws_accept"))
-    assert r.stop() == (True, "")
+    # The drain tells the app at once (1001, going away), with no deadline needed.
+    assert r.stop(drain=True) == (True, "")
+    assert seen == [{"type": "websocket.disconnect", "code": 1001, "reason": "server shutting down"}]
     assert asgi_native.finished[1] == asgi.CLIENT_GONE
     assert asgi_native.messages(level=3) == []
 
@@ -751,10 +758,11 @@ def test_websocket_after_shutdown_began_is_refused(asgi_native, serve):
     asgi_native.websocket(1, path=b"/slow")
     asgi_native.drained()
     asgi_native.push(asgi.EV_SHUTDOWN, 0)
+    asgi_native.push(asgi.EV_ABANDON, 0)
     assert cancelled.wait(5)
     asgi_native.websocket(2)
-    assert asgi_native.wait_finished(2) == asgi.APP_ERROR
+    assert asgi_native.wait_finished(2) == asgi.STOPPED
     assert names(asgi_native, 2) == ["finish"]
     release.set()
     r.join()
-    assert asgi_native.finished[1] == asgi.CLIENT_GONE
+    assert asgi_native.finished[1] == asgi.STOPPED

@@ -38,7 +38,8 @@ const (
 	evBody       = 1 // a request body chunk, answering one asgi_receive
 	evDisconnect = 2 // the client went away (or its body was malformed)
 	evSendDone   = 3 // a body, pathsend or trailers send finished (flag: ok)
-	evShutdown   = 4
+	evShutdown   = 4 // drain the requests, then the lifespan shutdown
+	evAbandon    = 6 // the deadline for the requests in flight passed: cancel them
 	evWSConnect  = 10 // a new WebSocket connection: its scope parts
 	evWSMessage  = 11 // a message (flag: text)
 	evWSClose    = 12 // the client closed (flag: code, data: reason)
@@ -50,6 +51,8 @@ const (
 	asgiFailedBeforeSend = 1
 	asgiFailedAfterSend  = 2
 	asgiClientGone       = 3
+	asgiStopped          = 4 // cancelled by the server (stop, reload deadline): 503 or abort
+	asgiTimedOut         = 5 // request_timeout: 504 or abort
 )
 
 // ASGI defaults, documented on the Handler fields.
@@ -78,6 +81,10 @@ type ASGIOptions struct {
 	StartupTimeout  time.Duration
 	ShutdownTimeout time.Duration
 	WSMaxMessage    int64 // bytes; a larger incoming message closes with 1009
+	// How long an HTTP request may run before its task is cancelled (504,
+	// or an aborted response); streaming responses and WebSockets are
+	// exempt once they stream. 0: no limit.
+	RequestTimeout time.Duration
 }
 
 // ASGIApp is one imported ASGI app and the event loop that runs it.
@@ -101,7 +108,21 @@ type ASGIApp struct {
 	ready     chan error // lifespan startup outcome, once
 	readyOnce sync.Once
 	loopDone  chan struct{}
+
+	inflight      atomic.Int64  // requests between Serve's start and end
+	abandoning    atomic.Bool   // Abandon was called
+	abandonCalled chan struct{} // closed by Abandon
+	// Closed asgiAbandonGrace after Abandon: requests the loop did not end
+	// by then (it is stuck, or a task ignores its cancellation and the loop
+	// cannot answer) stop waiting for it.
+	abandoned chan struct{}
 }
+
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// asgiAbandonGrace: how long Go waits, after Abandon, for the loop to end
+// the requests it cancelled (asgi.py's CANCEL_GRACE, 3 s, plus slack).
+const asgiAbandonGrace = 5 * time.Second
 
 type asgiEvent struct {
 	kind   int
@@ -127,7 +148,7 @@ func LoadASGI(it *interpreter, opts ASGIOptions, logger *zap.Logger) (*ASGIApp, 
 	}
 	a := &ASGIApp{target: opts.Target, interp: it, opts: opts, obj: obj, logger: logger,
 		ready: make(chan error, 1), loopDone: make(chan struct{}), dispatchDone: make(chan struct{}),
-		gate: newUserGate()}
+		gate: newUserGate(), abandonCalled: make(chan struct{}), abandoned: make(chan struct{})}
 	if err := a.openQueues(); err != nil {
 		it.release(obj)
 		it.end()
@@ -156,7 +177,8 @@ func (a *ASGIApp) loopThread() {
 	lifespan, loop := C.CString(a.opts.Lifespan), C.CString(a.opts.Loop)
 	defer freeAll(lifespan, loop)
 	cerr := C.caddysnake_asgi_run(a.interp.ci, ts, a.obj, a.queues, C.uintptr_t(a.handle), C.int(a.wakeFd),
-		lifespan, loop, C.double(a.opts.StartupTimeout.Seconds()), C.double(a.opts.ShutdownTimeout.Seconds()))
+		lifespan, loop, C.double(a.opts.StartupTimeout.Seconds()), C.double(a.opts.ShutdownTimeout.Seconds()),
+		C.double(a.opts.RequestTimeout.Seconds()))
 	C.caddysnake_thread_free(ts)
 	if cerr != nil {
 		msg := C.GoString(cerr)
@@ -217,18 +239,61 @@ func (a *ASGIApp) enter() bool { return a.gate.enter() }
 
 func (a *ASGIApp) leave() { a.gate.leave() }
 
-// Close runs the lifespan shutdown, stops the loop and drops the app.
-// Requests still in flight are cancelled by the loop on its way out.
+// Close drains the app (on reload and stop): the requests in flight finish
+// as the app writes them, WebSockets are told the server is going away,
+// then the lifespan shutdown runs, the loop stops and the app is dropped.
+// The drain has no bound of its own: the handler calls Abandon when
+// Caddy's grace_period (or the stop bound) has passed. With requests in
+// flight, Close returns at once on a reload (the new config serves
+// meanwhile); at process exit it waits, so the lifespan shutdown runs
+// before the process ends.
 func (a *ASGIApp) Close() {
 	if a.closing.Swap(true) {
 		return
 	}
 	a.post(asgiEvent{kind: evShutdown})
+	drained := a.inflight.Load() == 0
+	if !drained && !processExiting() {
+		go a.stopped(drained)
+		return
+	}
+	a.stopped(drained)
+}
+
+// processExiting says whether the process is on its way out (the Caddy
+// module sets it to caddy.Exiting): Close then waits for the app to stop.
+var processExiting = func() bool { return false }
+
+// Abandon ends the drain: the loop cancels every request still running
+// (503 if nothing was sent, else an aborted response), and Go stops
+// waiting for those it has not ended asgiAbandonGrace later.
+func (a *ASGIApp) Abandon() {
+	if a.abandoning.Swap(true) {
+		return
+	}
+	close(a.abandonCalled)
+	a.post(asgiEvent{kind: evAbandon})
+	time.AfterFunc(asgiAbandonGrace, func() { close(a.abandoned) })
+}
+
+// stopped waits for the loop to end, then frees the app. While requests
+// drain the wait is theirs (Abandon bounds it); after that, a loop that
+// does not end within the lifespan shutdown's bound is left running.
+func (a *ASGIApp) stopped(drained bool) {
+	bound := a.opts.ShutdownTimeout + asgiAbandonGrace + 5*time.Second
+	drainOver := a.abandonCalled
+	if drained {
+		drainOver = closedChan
+	}
 	select {
 	case <-a.loopDone:
-	case <-time.After(a.opts.ShutdownTimeout + 5*time.Second):
-		a.logger.Error("ASGI event loop did not stop; leaving it running", zap.String("module_asgi", a.target))
-		return
+	case <-drainOver:
+		select {
+		case <-a.loopDone:
+		case <-time.After(bound):
+			a.logger.Error("ASGI event loop did not stop; leaving it running", zap.String("module_asgi", a.target))
+			return
+		}
 	}
 	asgiApps.remove(a.handle)
 	// Requests of this app may still post as they finish: once closed, the

@@ -79,11 +79,17 @@ var asgiRequestPool = sync.Pool{New: func() any {
 }}
 
 // Serve runs one HTTP request through the app.
+//
+// A request that arrives while the app drains (Close) is still served: a
+// kept-alive connection may bring one just after a reload began. The loop
+// refuses it (503) once the drain is over.
 func (a *ASGIApp) Serve(w http.ResponseWriter, r *http.Request) error {
-	if a.closing.Load() || !a.enter() {
+	if a.abandoning.Load() || !a.enter() {
 		return caddyhttp.Error(http.StatusServiceUnavailable, ErrStopped)
 	}
 	defer a.leave() // after release, which closes the outbox
+	a.inflight.Add(1)
+	defer a.inflight.Add(-1)
 	req := asgiRequestPool.Get().(*asgiRequest)
 	req.app, req.w, req.r = a, w, r
 	kind := evRequest
@@ -151,9 +157,36 @@ func (a *ASGIApp) Serve(w http.ResponseWriter, r *http.Request) error {
 					return err
 				}
 			}
-			return caddyhttp.Error(http.StatusServiceUnavailable, ErrStopped)
+			return req.cutShort(http.StatusServiceUnavailable, ErrStopped)
+		case <-a.abandoned:
+			// The loop did not end this request after Abandon: it is stuck,
+			// or the task ignores its cancellation. Stop waiting for it.
+			a.logger.Error("ASGI request abandoned: the event loop did not end it after it was cancelled",
+				zap.String("module_asgi", a.target), zap.String("method", r.Method), zap.String("uri", r.RequestURI))
+			return req.cutShort(http.StatusServiceUnavailable, ErrStopped)
 		}
 	}
+}
+
+// cutShort ends a request the server gave up on: status (503, 504) if
+// nothing was sent, else the connection is aborted (HTTP/2: the stream is
+// reset), so a response that did not finish never looks like one that did.
+// The app's headers, held until its first body, are dropped with it.
+func (req *asgiRequest) cutShort(status int, err error) error {
+	if req.ws != nil && req.ws.conn != nil {
+		req.ws.conn.CloseNow()
+		req.ws.cancel()
+		<-req.ws.readerDone
+		return nil
+	}
+	if req.headerWritten {
+		panic(http.ErrAbortHandler)
+	}
+	h := req.w.Header()
+	for k := range h {
+		delete(h, k)
+	}
+	return caddyhttp.Error(status, err)
 }
 
 func (req *asgiRequest) release() {
@@ -392,6 +425,11 @@ func (req *asgiRequest) sendFile(path string) bool {
 func (req *asgiRequest) finish(code int) error {
 	req.stopBodyReader()
 	switch {
+	case code == asgiStopped:
+		return req.cutShort(http.StatusServiceUnavailable, ErrStopped)
+	case code == asgiTimedOut:
+		return req.cutShort(http.StatusGatewayTimeout, fmt.Errorf("python app %s: request_timeout (%v) passed (the log above says where it waited)",
+			req.app.target, req.app.opts.RequestTimeout))
 	case code == asgiComplete || (code == asgiClientGone && req.headerWritten):
 		return nil
 	case req.headerWritten:

@@ -483,7 +483,7 @@ static PyObject *event_object(cs_interp *ci, const cs_event *ev) {
 		                     (Py_ssize_t)ev->len);
 	case 3: // completion: (3, req, ok)
 		return Py_BuildValue("(iKN)", 3, (unsigned long long)ev->req, PyBool_FromLong(ev->flag));
-	default: // disconnect (2, req), shutdown (4, 0)
+	default: // disconnect (2, req), shutdown (4, 0), abandon (6, 0)
 		return Py_BuildValue("(iK)", ev->kind, (unsigned long long)ev->req);
 	}
 }
@@ -1707,7 +1707,7 @@ done:
 
 char *caddysnake_asgi_run(cs_interp *ci, PyThreadState *ts, PyObject *app, cs_aapp *queues, uintptr_t app_handle,
                           int wake_fd, const char *lifespan, const char *loop, double startup_timeout,
-                          double shutdown_timeout) {
+                          double shutdown_timeout, double request_timeout) {
 	// SCHED_BATCH: Go's threads that post events to a sleeping loop are not
 	// preempted by it, and go on reading other connections; the loop then
 	// takes them as one batch (as lanes.c does for WSGI workers). The Go
@@ -1720,9 +1720,9 @@ char *caddysnake_asgi_run(cs_interp *ci, PyThreadState *ts, PyObject *app, cs_aa
 	PyEval_RestoreThread(ts);
 	char *err = NULL;
 	PyObject *res = NULL;
-	PyObject *opts = Py_BuildValue("{s:s,s:s,s:d,s:d}", "lifespan", lifespan, "loop", loop,
+	PyObject *opts = Py_BuildValue("{s:s,s:s,s:d,s:d,s:d}", "lifespan", lifespan, "loop", loop,
 	                               "startup_timeout", startup_timeout, "shutdown_timeout",
-	                               shutdown_timeout);
+	                               shutdown_timeout, "request_timeout", request_timeout);
 	if (opts != NULL) {
 		res = PyObject_CallFunction(ci->run_asgi, "OKiO", app, (unsigned long long)app_handle,
 		                            wake_fd, opts);

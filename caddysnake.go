@@ -128,8 +128,16 @@ type Handler struct {
 	// the GIL came back on. Default: false.
 	FreeThreaded bool `json:"free_threaded,omitempty"`
 
+	// How long a request may run: longer, a WSGI request gets
+	// caddysnake.RequestTimeout raised in its thread and an ASGI request's
+	// task is cancelled; the client gets 504, or an aborted response if it
+	// had started. An ASGI response that streams (more_body) is exempt from
+	// then on, and so are WebSockets. 0 disables it. Default: 60s.
+	RequestTimeout caddy.Duration `json:"request_timeout,omitempty"`
+
 	app    servedApp
 	logger *zap.Logger
+	stop   *stopper
 }
 
 // CaddyModule returns the Caddy module information.
@@ -143,7 +151,12 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 // servedApp is a loaded WSGIApp or ASGIApp.
 type servedApp interface {
 	Serve(w http.ResponseWriter, r *http.Request) error
+	// Close stops admitting requests and drains those in flight, then
+	// drops the app; it does not wait for them on a reload.
 	Close()
+	// Abandon ends the drain: requests still running are cut short (503
+	// if nothing was sent, else aborted).
+	Abandon()
 }
 
 // Provision validates the settings, starts CPython (once per process),
@@ -168,6 +181,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			StartupTimeout:  cmp.Or(time.Duration(h.StartupTimeout), DefaultStartupTimeout),
 			ShutdownTimeout: cmp.Or(time.Duration(h.ShutdownTimeout), DefaultShutdownTimeout),
 			WSMaxMessage:    cmp.Or(h.WSMaxMessage, DefaultWSMaxMessage),
+			RequestTimeout:  h.requestTimeout(),
 		}
 		load = func(it *interpreter) (servedApp, error) { return LoadASGI(it, opts, h.logger) }
 		fields = []zap.Field{zap.String("lifespan", opts.Lifespan), zap.String("loop", opts.Loop)}
@@ -219,6 +233,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if FreeThreadedBuild() {
 		fields = append(fields, zap.String("gil", strings.Join(gil, "; ")))
 	}
+	h.watchShutdown(ctx)
 	h.logger.Info("python app ready", fields...)
 	for _, g := range gil {
 		if strings.HasPrefix(g, "enabled") {
@@ -312,9 +327,25 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 // (on config reload or stop).
 func (h *Handler) Cleanup() error {
 	if h.app != nil {
+		h.startDrain()
 		h.app.Close()
 	}
 	return nil
+}
+
+// DefaultRequestTimeout: a request running a minute is stuck for a web
+// app; its thread (WSGI) is worth more to the requests behind it.
+const DefaultRequestTimeout = 60 * time.Second
+
+// requestTimeout is request_timeout with its default; 0 when off.
+func (h *Handler) requestTimeout() time.Duration {
+	switch {
+	case h.RequestTimeout < 0:
+		return 0
+	case h.RequestTimeout == 0:
+		return DefaultRequestTimeout
+	}
+	return time.Duration(h.RequestTimeout)
 }
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens:
@@ -412,6 +443,19 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 					return d.Errf("free_threaded: expected on or off, got %q", d.Val())
 				}
 			}
+		case "request_timeout":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			if d.Val() == "off" {
+				h.RequestTimeout = -1
+				break
+			}
+			dur, err := caddy.ParseDuration(d.Val())
+			if err != nil || dur <= 0 {
+				return d.Errf("request_timeout: expected a positive duration such as 60s, or off, got %q", d.Val())
+			}
+			h.RequestTimeout = caddy.Duration(dur)
 		case "max_wait", "startup_timeout", "shutdown_timeout":
 			if !d.NextArg() {
 				return d.ArgErr()

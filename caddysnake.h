@@ -147,6 +147,6 @@ typedef struct {
 struct cs_aapp;
 char *caddysnake_asgi_run(cs_interp *ci, PyThreadState *ts, PyObject *app, struct cs_aapp *queues,
                           uintptr_t app_handle, int wake_fd, const char *lifespan, const char *loop,
-                          double startup_timeout, double shutdown_timeout);
+                          double startup_timeout, double shutdown_timeout, double request_timeout);
 
 #endif

@@ -185,6 +185,13 @@ func (s *spreadApp) Close() {
 	wg.Wait()
 }
 
+// Abandon abandons every instance's requests in flight.
+func (s *spreadApp) Abandon() {
+	for _, in := range s.insts {
+		in.Abandon()
+	}
+}
+
 // loadInstances loads an app into the main interpreter (n == 0) or into n
 // new sub-interpreters at once (imports run in parallel, each under its
 // own GIL). load owns the interpreter it is given: on failure it must have

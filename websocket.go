@@ -169,6 +169,8 @@ func (req *asgiRequest) finishWebSocket(code int) error {
 		switch {
 		case code == asgiClientGone:
 			return nil
+		case code == asgiStopped && !req.headerWritten:
+			return caddyhttp.Error(http.StatusServiceUnavailable, ErrStopped)
 		case req.headerWritten: // a denial response, or the 403 of a close
 			if code == asgiComplete {
 				return nil
@@ -183,13 +185,14 @@ func (req *asgiRequest) finishWebSocket(code int) error {
 	}
 	if !ws.closed {
 		switch {
+		case req.app.closing.Load() || code == asgiStopped:
+			// The app is being stopped or replaced (told going away, or its
+			// tasks cancelled): RFC 6455 7.4.1's 1001 tells the client to
+			// reconnect, unlike the bare drop it would see for a network
+			// failure.
+			ws.conn.Close(websocket.StatusGoingAway, "server restarting")
 		case code == asgiComplete:
 			ws.conn.Close(websocket.StatusNormalClosure, "")
-		case req.app.closing.Load():
-			// The app is being stopped or replaced (its tasks were cancelled):
-			// RFC 6455 7.4.1's 1001 tells the client to reconnect, unlike the
-			// bare drop it would see for a network failure.
-			ws.conn.Close(websocket.StatusGoingAway, "server restarting")
 		case code == asgiClientGone:
 			ws.conn.CloseNow()
 		default:

@@ -73,6 +73,10 @@ func (a *WSGIApp) Close() {
 	})
 }
 
+// Abandon: requests in flight are not cut short yet (their threads run
+// on); TODO: raise RequestTimeout in their threads and write them off.
+func (a *WSGIApp) Abandon() {}
+
 // wsgiRequest is one request in flight; the C callbacks reach it through
 // its worker's handle while the app runs.
 type wsgiRequest struct {

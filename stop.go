@@ -1,0 +1,72 @@
+package caddysnake
+
+import (
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+)
+
+// DefaultStopTimeout bounds how long the requests in flight may run on once
+// Caddy stops or reloads, when its grace_period is not set: Caddy's own
+// default is to wait forever, which one stuck request turns into a process
+// that never exits (and, with SO_REUSEPORT, keeps taking connections from
+// its replacement). 30s is systemd's and Kubernetes' usual stop budget
+// less the lifespan shutdown.
+const DefaultStopTimeout = 30 * time.Second
+
+func init() {
+	processExiting = caddy.Exiting
+}
+
+// stopper abandons an app's requests in flight once the drain has lasted
+// long enough (grace_period, else DefaultStopTimeout). The drain starts
+// when the first of its servers begins to shut down (stop, or a reload that
+// replaces them) or when the handler is cleaned up, whichever comes first.
+type stopper struct {
+	bound time.Duration
+	once  sync.Once
+	timer *time.Timer
+}
+
+// watchShutdown arms s on the shutdown of the HTTP servers this config
+// runs (every server of the http app: they stop together).
+func (h *Handler) watchShutdown(ctx caddy.Context) {
+	h.stop = &stopper{bound: DefaultStopTimeout}
+	app, err := ctx.AppIfConfigured("http")
+	if err != nil {
+		return // not under the http app (unit tests): Cleanup arms it
+	}
+	httpApp, ok := app.(*caddyhttp.App)
+	if !ok {
+		return
+	}
+	if httpApp.GracePeriod > 0 {
+		h.stop.bound = time.Duration(httpApp.GracePeriod)
+	}
+	for _, srv := range httpApp.Servers {
+		srv.RegisterOnShutdown(h.startDrain)
+	}
+}
+
+// startDrain starts the clock on the requests in flight: when it runs out
+// they are abandoned (503, or an aborted response; WSGI threads that do not
+// come back are written off), so stop and reload always end.
+func (h *Handler) startDrain() {
+	if h.stop == nil {
+		return // never provisioned
+	}
+	h.stop.once.Do(func() {
+		app, logger, bound := h.app, h.logger, h.stop.bound
+		if app == nil {
+			return
+		}
+		h.stop.timer = time.AfterFunc(bound, func() {
+			logger.Warn("python: requests still running after the stop bound are being abandoned",
+				zap.Duration("bound", bound))
+			app.Abandon()
+		})
+	})
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -181,4 +182,52 @@ func TestASGIRequestTimeout(t *testing.T) {
 	if got := c2.get(t, "/stream-slow", 200); len(got) != 5000 {
 		t.Errorf("GET /stream-slow under request_timeout 300ms: %d bytes, want 5000", len(got))
 	}
+}
+
+// A client that leaves while its task swallows the cancellation must not
+// leave the connection in CLOSE_WAIT (issue 13): the request is abandoned
+// 3s after it was cancelled, and Go closes the socket.
+func TestASGIStubbornTaskReleasesItsConnection(t *testing.T) {
+	t.Parallel()
+	c := startCaddy(t, asgiSite(t, "asgi_stop:app"))
+	conn := dial(t, c.Addr())
+	fmt.Fprintf(conn, "GET /stubborn HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+	time.Sleep(300 * time.Millisecond)
+	conn.Close()
+	closeWait := func() int {
+		// Caddy listens dual-stack: its IPv4 connections are in tcp6.
+		var b []byte
+		for _, f := range []string{"tcp", "tcp6"} {
+			part, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/%s", c.cmd.Process.Pid, f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b = append(b, part...)
+		}
+		port := fmt.Sprintf(":%04X ", c.Port)
+		n := 0
+		for _, line := range strings.Split(string(b), "\n") {
+			f := strings.Fields(line)
+			// local_address is field 1, st (state) field 3; 08 is CLOSE_WAIT.
+			if len(f) > 3 && strings.HasSuffix(f[1]+" ", port) && f[3] == "08" {
+				n++
+			}
+		}
+		return n
+	}
+	time.Sleep(time.Second)
+	if n := closeWait(); n != 1 {
+		t.Fatalf("CLOSE_WAIT sockets 1s after the client left: %d, want 1 while the task runs", n)
+	}
+	deadline := time.Now().Add(8 * time.Second)
+	for closeWait() > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the connection of a client that left is still in CLOSE_WAIT 9s later")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !c.waitLog(2*time.Second, "still running 3s after it was cancelled") {
+		t.Errorf("the abandoned task was not logged")
+	}
+	c.get(t, "/ok", 200)
 }

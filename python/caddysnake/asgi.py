@@ -407,12 +407,12 @@ class _Exchange:
         self.force_finish()
 
     def force_finish(self):
-        """The server gives up on this exchange's task: finished as stopped
-        (or timed out), whatever the task does from now on."""
+        """The server gives up on this exchange's task: finished as stopped,
+        timed out or client-gone, whatever the task does from now on."""
         if self.sending is not None:
             _abandoned.append(self.sending)
             self.sending = None
-        if self.stop_code is None:
+        if self.stop_code is None and not self.cancelled:
             self.stop_code = STOPPED
         self.task_done = True
         self._finish()
@@ -560,9 +560,12 @@ class _Request(_Exchange):
         self.disconnected = True
         if self._wake() or self.ended or self.task is None:
             return  # the app hears of it, or there is nothing left to stop
-        # Nobody listens: stop the coroutine, its client is gone.
+        # Nobody listens: stop the coroutine, its client is gone. One that
+        # swallows the cancellation would hold the connection (CLOSE_WAIT)
+        # and Caddy's shutdown: it is abandoned CANCEL_GRACE seconds later.
         self.cancelled = True
         self.task.cancel()
+        self.server.loop.call_later(CANCEL_GRACE, self._overdue)
 
     # ------------------------------------------------------------ receive
 

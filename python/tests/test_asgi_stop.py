@@ -191,3 +191,29 @@ def test_no_request_timeout_when_off(asgi_native, serve, timeout):
     assert done.wait(5)
     r.stop()
     assert asgi_native.finished.get(1, asgi.OK) == asgi.OK
+
+
+def test_task_swallowing_a_disconnect_cancellation_is_abandoned(asgi_native, serve, monkeypatch):
+    # The client left while nobody waited on receive(): the task is
+    # cancelled; if it carries on, the request still ends (client gone), so
+    # Go lets go of the connection instead of holding it in CLOSE_WAIT.
+    monkeypatch.setattr(asgi, "CANCEL_GRACE", 0.2)
+    stubborn = threading.Event()
+    release = threading.Event()
+
+    async def app(scope, receive, send):
+        while not release.is_set():
+            try:
+                await asyncio.sleep(0.01)
+            except asyncio.CancelledError:
+                stubborn.set()
+
+    r = serve(app)
+    asgi_native.request(1)
+    asgi_native.drained()
+    asgi_native.push(asgi.EV_DISCONNECT, 1)
+    assert stubborn.wait(5)
+    assert asgi_native.wait_finished(1, timeout=5) == asgi.CLIENT_GONE
+    assert any("still running" in m for m in asgi_native.messages(level=asgi.LOG_ERROR))
+    release.set()
+    r.stop()

@@ -34,12 +34,12 @@ import (
 
 // Event kinds, shared with caddysnake.c (event_object) and asgi.py.
 const (
-	evRequest    = 0 // a new HTTP request: its scope parts
-	evBody       = 1 // a request body chunk, answering one asgi_receive
-	evDisconnect = 2 // the client went away (or its body was malformed)
-	evSendDone   = 3 // a body, pathsend or trailers send finished (flag: ok)
-	evShutdown   = 4 // drain the requests, then the lifespan shutdown
-	evAbandon    = 6 // the deadline for the requests in flight passed: cancel them
+	evRequest    = 0  // a new HTTP request: its scope parts
+	evBody       = 1  // a request body chunk, answering one asgi_receive
+	evDisconnect = 2  // the client went away (or its body was malformed)
+	evSendDone   = 3  // a body, pathsend or trailers send finished (flag: ok)
+	evShutdown   = 4  // drain the requests, then the lifespan shutdown
+	evAbandon    = 6  // the deadline for the requests in flight passed: cancel them
 	evWSConnect  = 10 // a new WebSocket connection: its scope parts
 	evWSMessage  = 11 // a message (flag: text)
 	evWSClose    = 12 // the client closed (flag: code, data: reason)

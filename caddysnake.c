@@ -6,6 +6,7 @@
 #include "environ.h"
 #include "scope.h"
 #include "lanes.h"
+#include "mainfirst.h"
 
 #include <assert.h>
 #ifdef __GLIBC__
@@ -995,6 +996,7 @@ static PyMethodDef module_methods[] = {
 	{"build_scope", (PyCFunction)cs_build_scope_py, METH_O, "build_scope(parts) -> (scope, has_body), by the C builder"},
 	{"interpreter_count", cs_interpreter_count, METH_NOARGS,
 	 "interpreter_count() -> live interpreters in this process"},
+	FASTCALL("init_in_main", cs_init_in_main, "init_in_main(name, origin): see mainfirst.c"),
 	{NULL, NULL, 0, NULL},
 };
 
@@ -1136,6 +1138,14 @@ static char *run_bootstrap(cs_interp *ci) {
 	    (ci->run_asgi = take_global(ns, "run_asgi_loop")) == NULL ||
 	    (ci->gil_status = take_global(ns, "gil_status")) == NULL) {
 		goto fail;
+	}
+	if (ci->is_main) {
+		PyObject *fn = PyDict_GetItemString(ns, "init_extension_in_main"); // borrowed
+		if (fn == NULL) {
+			PyErr_SetString(PyExc_RuntimeError, "bootstrap did not define init_extension_in_main");
+			goto fail;
+		}
+		cs_mainfirst_set(fn);
 	}
 	PyObject *wsgi_module = PyDict_GetItemString(ns, "wsgi"); // borrowed
 	if (wsgi_module == NULL) {

@@ -300,6 +300,33 @@ def _unguard_extensions():
             setattr(cls, attr, original)
 
 
+# (name, origin) of the extensions init_extension_in_main has run; main
+# interpreter only.
+_initialised_in_main = set()
+
+
+def init_extension_in_main(name, origin):
+    """Runs the init function of the C extension at origin in this, the main
+    interpreter, for a sub-interpreter about to import it (CPython 3.12
+    only: mainfirst.c says why). Returns None, or why it failed: the
+    sub-interpreter then refuses the module rather than run its init itself.
+
+    A single-phase module stays in CPython's extension cache, where the
+    sub-interpreter's import finds and refuses it; a multi-phase one is
+    created and dropped (never executed)."""
+    key = (name, origin)
+    if key in _initialised_in_main:
+        return None
+    import _imp
+
+    try:
+        _imp.create_dynamic(importlib.machinery.ModuleSpec(name, None, origin=origin))
+    except BaseException as e:
+        return f"{type(e).__name__}: {e}"
+    _initialised_in_main.add(key)
+    return None
+
+
 def subinterpreter_refusal(exc):
     """The SubinterpreterImportError that exc is, or was caused by, or None.
 

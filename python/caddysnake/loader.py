@@ -207,8 +207,24 @@ def _is_refusal(message):
     return any(r in lower for r in _REFUSALS)
 
 
+def _is_missing_capi(exc):
+    """Whether exc is PyCapsule_Import failing: on CPython 3.12, _datetime
+    refuses sub-interpreters and datetime falls back to _pydatetime, which
+    has no datetime_CAPI, so _zoneinfo (and any extension using the datetime
+    C API) fails with an AttributeError, which zoneinfo's fallback to pure
+    Python does not catch. As an ImportError it does."""
+    return isinstance(exc, AttributeError) and "_CAPI" in str(exc)
+
+
 def _refusal(exc, name, path):
     """exc rewritten as a SubinterpreterImportError naming the extension, or None."""
+    if _is_missing_capi(exc):
+        return SubinterpreterImportError(
+            f'the C extension module "{name}" cannot be loaded in a sub-interpreter: it needs the C API '
+            f"of a module that cannot ({exc})",
+            name=name,
+            path=path,
+        )
     if isinstance(exc, SubinterpreterImportError) or not _is_refusal(str(exc)):
         return None  # already named (by the innermost extension), or another failure
     return SubinterpreterImportError(
@@ -239,7 +255,7 @@ def _guarded_create(original):
         gil = _gil_enabled()
         try:
             return original(self, spec)
-        except ImportError as e:
+        except (ImportError, AttributeError) as e:
             better = _refusal(e, spec.name, spec.origin) if _rewrite_refusals else None
             if better is None:
                 raise
@@ -258,7 +274,7 @@ def _guarded_exec(original):
         gil = _gil_enabled()
         try:
             return original(self, module)
-        except ImportError as e:
+        except (ImportError, AttributeError) as e:
             better = _refusal(e, name, spec.origin if spec is not None else self.path) if _rewrite_refusals else None
             if better is None:
                 raise

@@ -15,6 +15,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
+#include <strings.h>
 #include <string.h>
 
 #include "_cgo_export.h"
@@ -1199,6 +1200,23 @@ static void tune_malloc(void) {
 #endif
 }
 
+// CPython's faulthandler (faulthandler.enable(), all threads) on a fatal
+// signal (SIGSEGV, SIGFPE, SIGABRT, SIGBUS, SIGILL) writes "Fatal Python
+// error" and every Python thread's stack to fd 2, where Caddy logs by
+// default, then restores the handler it replaced and re-raises the signal.
+// The handler it replaces is Go's: the Go runtime installs its own at
+// process start, long before Python starts, so Go's dump (goroutines,
+// registers) still follows and the process still dies with it.
+// CADDYSNAKE_FAULTHANDLER=0 turns it off (PYTHONFAULTHANDLER is then
+// honoured as usual).
+static int faulthandler_wanted(void) {
+	const char *v = getenv("CADDYSNAKE_FAULTHANDLER");
+	if (v != NULL && (strcmp(v, "0") == 0 || strcasecmp(v, "off") == 0 || strcasecmp(v, "false") == 0)) {
+		return -1; // unset: CPython reads PYTHONFAULTHANDLER / -X faulthandler
+	}
+	return 1;
+}
+
 char *caddysnake_init(const char *bootstrap, const char *files, size_t files_len,
                       const char *version, cs_interp **main_out) {
 	tune_malloc();
@@ -1218,6 +1236,7 @@ char *caddysnake_init(const char *bootstrap, const char *files, size_t files_len
 	// Caddy owns the process signals (SIGINT/SIGTERM mean a graceful stop).
 	config.install_signal_handlers = 0;
 	config.parse_argv = 0;
+	config.faulthandler = faulthandler_wanted();
 	PyStatus status = Py_InitializeFromConfig(&config);
 	PyConfig_Clear(&config);
 	if (PyStatus_Exception(status)) {

@@ -94,7 +94,9 @@ if caddysnake.__version__ != BINARY_VERSION:
         % (getattr(caddysnake, "__file__", "?"), caddysnake.__version__, BINARY_VERSION, BINARY_VERSION)
     )
 
-from caddysnake import asgi, bridge, loader, wsgi
+from caddysnake import asgi, bridge, faults, loader, wsgi
+
+faults.install()
 
 serve_wsgi = wsgi.serve
 load_app = loader.load_app

@@ -11,7 +11,7 @@ import site
 import sys
 import traceback
 
-from . import __version__
+from . import __version__, faults
 from .bridge import ConfigError
 
 _SYNTAX_HINT = 'expected "module:attribute", e.g. "myapp.wsgi:application"'
@@ -450,4 +450,5 @@ def load_app(target, working_dir, venv, isolated=False):
             f'cannot load "{target}": {attr} is not callable (it is a {type(obj).__name__}); '
             f"it must be a WSGI application"
         )
+    faults.targets[id(obj)] = target
     return obj

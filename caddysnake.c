@@ -1200,21 +1200,29 @@ static void tune_malloc(void) {
 #endif
 }
 
-// CPython's faulthandler (faulthandler.enable(), all threads) on a fatal
-// signal (SIGSEGV, SIGFPE, SIGABRT, SIGBUS, SIGILL) writes "Fatal Python
-// error" and every Python thread's stack to fd 2, where Caddy logs by
-// default, then restores the handler it replaced and re-raises the signal.
-// The handler it replaces is Go's: the Go runtime installs its own at
-// process start, long before Python starts, so Go's dump (goroutines,
-// registers) still follows and the process still dies with it.
-// CADDYSNAKE_FAULTHANDLER=0 turns it off (PYTHONFAULTHANDLER is then
-// honoured as usual).
-static int faulthandler_wanted(void) {
+// Turns on CPython's faulthandler (main GIL held): on a fatal signal
+// (SIGSEGV, SIGFPE, SIGABRT, SIGBUS, SIGILL) it writes "Fatal Python error"
+// and the stack of every Python thread of the crashing thread's interpreter
+// to fd 2, where Caddy logs by default, then restores the handler it
+// replaced and re-raises the signal. The handler it replaces is Go's: the Go
+// runtime installs its own at process start, long before Python starts, so
+// Go's dump (goroutines, registers) still follows and the process still
+// dies with it. Called explicitly: PyConfig.faulthandler did it on 3.11 but
+// left it off on 3.12.1 and 3.13.0 (seen: faulthandler.is_enabled() False).
+// CADDYSNAKE_FAULTHANDLER=0 leaves it off (PYTHONFAULTHANDLER then works as
+// usual). A failure only loses the report, so it is not an error.
+static void enable_faulthandler(void) {
 	const char *v = getenv("CADDYSNAKE_FAULTHANDLER");
 	if (v != NULL && (strcmp(v, "0") == 0 || strcasecmp(v, "off") == 0 || strcasecmp(v, "false") == 0)) {
-		return -1; // unset: CPython reads PYTHONFAULTHANDLER / -X faulthandler
+		return;
 	}
-	return 1;
+	PyObject *fh = PyImport_ImportModule("faulthandler");
+	PyObject *res = fh != NULL ? PyObject_CallMethod(fh, "enable", "ii", 2, 1) : NULL; // (file=2, all_threads=True)
+	if (res == NULL) {
+		PyErr_Clear();
+	}
+	Py_XDECREF(res);
+	Py_XDECREF(fh);
 }
 
 char *caddysnake_init(const char *bootstrap, const char *files, size_t files_len,
@@ -1236,7 +1244,6 @@ char *caddysnake_init(const char *bootstrap, const char *files, size_t files_len
 	// Caddy owns the process signals (SIGINT/SIGTERM mean a graceful stop).
 	config.install_signal_handlers = 0;
 	config.parse_argv = 0;
-	config.faulthandler = faulthandler_wanted();
 	PyStatus status = Py_InitializeFromConfig(&config);
 	PyConfig_Clear(&config);
 	if (PyStatus_Exception(status)) {
@@ -1244,6 +1251,7 @@ char *caddysnake_init(const char *bootstrap, const char *files, size_t files_len
 	}
 	main_interp.interp = PyInterpreterState_Main();
 	main_interp.is_main = 1;
+	enable_faulthandler();
 	char *err = run_bootstrap(&main_interp);
 	// Detach: from now on every thread takes the GIL only when it runs Python.
 	main_interp.ts = PyEval_SaveThread();

@@ -39,7 +39,7 @@ func TestFatalSignalLogsPythonStacks(t *testing.T) {
 	}
 	log := c.Log()
 	py := strings.Index(log, "Fatal Python error: Segmentation fault")
-	frame := strings.Index(log, `wsgi_faults.py", line 9 in segv_view`)
+	frame := strings.Index(log, `wsgi_faults.py", line 10 in segv_view`)
 	gosig := strings.LastIndex(log, "SIGSEGV: segmentation violation")
 	if py < 0 || frame < 0 {
 		t.Fatalf("no faulthandler report with the app's frame (segv_view) in the log:\n%s", tail(log, 6000))
@@ -49,6 +49,19 @@ func TestFatalSignalLogsPythonStacks(t *testing.T) {
 	if gosig < frame {
 		t.Errorf("Go's SIGSEGV dump does not follow faulthandler's report:\n%s", tail(log, 6000))
 	}
+
+	// faulthandler reports the crashing thread's interpreter, a
+	// sub-interpreter's too.
+	t.Run("sub-interpreter", func(t *testing.T) {
+		requireSubinterpreters(t)
+		c := startCaddy(t, pySite("http://127.0.0.1:{{PORT}}", "wsgi_faults:app", "interpreters 2"))
+		_, _, _ = c.fetch("GET", "/abort", nil)
+		c.exitOf(t, 20*time.Second)
+		log := c.Log()
+		if !strings.Contains(log, "Fatal Python error: Aborted") || !strings.Contains(log, `wsgi_faults.py", line 14 in abort_view`) {
+			t.Errorf("abort() in a sub-interpreter: no faulthandler report with abort_view:\n%s", tail(log, 6000))
+		}
+	})
 
 	t.Run("CADDYSNAKE_FAULTHANDLER=0", func(t *testing.T) {
 		c := startCaddy(t, site, siteOpts{env: []string{"CADDYSNAKE_FAULTHANDLER=0"}})

@@ -83,12 +83,16 @@ func (it *interpreter) do(f func()) {
 
 // end finalizes a sub-interpreter once every thread state made for it is
 // gone (WSGI requests delete theirs as they finish; event loops end
-// theirs first), and waits for it.
+// theirs first), and waits for it. Never while another interpreter imports
+// an app (importMu): finalizing clears state CPython shares across
+// interpreters, such as the extension cache an import is reading.
 // The main interpreter is never ended.
 func (it *interpreter) end() {
 	if it.isMain {
 		return
 	}
+	importMu.Lock()
+	defer importMu.Unlock()
 	it.once.Do(func() { close(it.calls) })
 	<-it.ended
 }

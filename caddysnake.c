@@ -6,6 +6,7 @@
 #include "environ.h"
 #include "scope.h"
 #include "lanes.h"
+#include "mainfirst.h"
 
 #include <assert.h>
 #ifdef __GLIBC__
@@ -14,6 +15,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
+#include <strings.h>
 #include <string.h>
 
 #include "_cgo_export.h"
@@ -995,6 +997,7 @@ static PyMethodDef module_methods[] = {
 	{"build_scope", (PyCFunction)cs_build_scope_py, METH_O, "build_scope(parts) -> (scope, has_body), by the C builder"},
 	{"interpreter_count", cs_interpreter_count, METH_NOARGS,
 	 "interpreter_count() -> live interpreters in this process"},
+	FASTCALL("init_in_main", cs_init_in_main, "init_in_main(name, origin): see mainfirst.c"),
 	{NULL, NULL, 0, NULL},
 };
 
@@ -1137,6 +1140,14 @@ static char *run_bootstrap(cs_interp *ci) {
 	    (ci->gil_status = take_global(ns, "gil_status")) == NULL) {
 		goto fail;
 	}
+	if (ci->is_main) {
+		PyObject *fn = PyDict_GetItemString(ns, "init_extension_in_main"); // borrowed
+		if (fn == NULL) {
+			PyErr_SetString(PyExc_RuntimeError, "bootstrap did not define init_extension_in_main");
+			goto fail;
+		}
+		cs_mainfirst_set(fn);
+	}
 	PyObject *wsgi_module = PyDict_GetItemString(ns, "wsgi"); // borrowed
 	if (wsgi_module == NULL) {
 		PyErr_SetString(PyExc_RuntimeError, "bootstrap did not import wsgi");
@@ -1189,6 +1200,31 @@ static void tune_malloc(void) {
 #endif
 }
 
+// Turns on CPython's faulthandler (main GIL held): on a fatal signal
+// (SIGSEGV, SIGFPE, SIGABRT, SIGBUS, SIGILL) it writes "Fatal Python error"
+// and the stack of every Python thread of the crashing thread's interpreter
+// to fd 2, where Caddy logs by default, then restores the handler it
+// replaced and re-raises the signal. The handler it replaces is Go's: the Go
+// runtime installs its own at process start, long before Python starts, so
+// Go's dump (goroutines, registers) still follows and the process still
+// dies with it. Called explicitly: PyConfig.faulthandler did it on 3.11 but
+// left it off on 3.12.1 and 3.13.0 (seen: faulthandler.is_enabled() False).
+// CADDYSNAKE_FAULTHANDLER=0 leaves it off (PYTHONFAULTHANDLER then works as
+// usual). A failure only loses the report, so it is not an error.
+static void enable_faulthandler(void) {
+	const char *v = getenv("CADDYSNAKE_FAULTHANDLER");
+	if (v != NULL && (strcmp(v, "0") == 0 || strcasecmp(v, "off") == 0 || strcasecmp(v, "false") == 0)) {
+		return;
+	}
+	PyObject *fh = PyImport_ImportModule("faulthandler");
+	PyObject *res = fh != NULL ? PyObject_CallMethod(fh, "enable", "ii", 2, 1) : NULL; // (file=2, all_threads=True)
+	if (res == NULL) {
+		PyErr_Clear();
+	}
+	Py_XDECREF(res);
+	Py_XDECREF(fh);
+}
+
 char *caddysnake_init(const char *bootstrap, const char *files, size_t files_len,
                       const char *version, cs_interp **main_out) {
 	tune_malloc();
@@ -1215,6 +1251,7 @@ char *caddysnake_init(const char *bootstrap, const char *files, size_t files_len
 	}
 	main_interp.interp = PyInterpreterState_Main();
 	main_interp.is_main = 1;
+	enable_faulthandler();
 	char *err = run_bootstrap(&main_interp);
 	// Detach: from now on every thread takes the GIL only when it runs Python.
 	main_interp.ts = PyEval_SaveThread();

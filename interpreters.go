@@ -83,21 +83,36 @@ func (it *interpreter) do(f func()) {
 
 // end finalizes a sub-interpreter once every thread state made for it is
 // gone (WSGI requests delete theirs as they finish; event loops end
-// theirs first), and waits for it.
+// theirs first), and waits for it. Never while another interpreter imports
+// an app (importMu): finalizing clears state CPython shares across
+// interpreters, such as the extension cache an import is reading.
 // The main interpreter is never ended.
 func (it *interpreter) end() {
 	if it.isMain {
 		return
 	}
+	importMu.Lock()
+	defer importMu.Unlock()
 	it.once.Do(func() { close(it.calls) })
 	<-it.ended
 }
+
+// importMu makes apps import one at a time, in whatever interpreter.
+// CPython's import machinery has process-wide state that sub-interpreters
+// with their own GIL reach at once (the extension cache, lazily made
+// argument-parser tuples and interned strings, init functions run in the
+// main interpreter): 3.12 and 3.13.0 crashed when two interpreters
+// imported the same C extensions in parallel. Serving stays parallel;
+// only loading, a configuration-time cost, is serialized.
+var importMu sync.Mutex
 
 // loadApp imports target in this interpreter (caddysnake/loader.py). The
 // reference it returns is dropped with release.
 func (it *interpreter) loadApp(target, workingDir, venv string) (*C.PyObject, error) {
 	var obj *C.PyObject
 	var loadErr error
+	importMu.Lock()
+	defer importMu.Unlock()
 	it.do(func() {
 		ct, cw, cv := C.CString(target), C.CString(workingDir), C.CString(venv)
 		defer freeAll(ct, cw, cv)
@@ -193,10 +208,17 @@ func (s *spreadApp) Abandon() {
 }
 
 // loadInstances loads an app into the main interpreter (n == 0) or into n
-// new sub-interpreters at once (imports run in parallel, each under its
-// own GIL). load owns the interpreter it is given: on failure it must have
-// ended it. If any fails, the others are closed and the first error is
+// new sub-interpreters. load owns the interpreter it is given: on failure it
+// must have ended it. If any fails, the others are closed and its error is
 // returned.
+//
+// The first sub-interpreter loads alone: an app that cannot load (a C
+// extension that refuses sub-interpreters, a syntax error) fails there, and
+// no sibling is made just to fail the same way. That is also what keeps
+// CPython 3.13.0 up: two interpreters made together that both failed to
+// import FastAPI crashed in the second one's Py_EndInterpreter (a freed
+// object of the first on its free list). The rest load in parallel, their
+// imports one at a time (importMu) and their serving on their own GILs.
 func loadInstances(n int, load func(it *interpreter) (servedApp, error)) ([]servedApp, error) {
 	if n == 0 {
 		it, err := mainInterpreter()
@@ -209,19 +231,26 @@ func loadInstances(n int, load func(it *interpreter) (servedApp, error)) ([]serv
 		}
 		return []servedApp{app}, nil
 	}
+	loadOne := func() (servedApp, error) {
+		it, err := newSubInterpreter()
+		if err != nil {
+			return nil, err
+		}
+		return load(it)
+	}
+	first, err := loadOne()
+	if err != nil {
+		return nil, err
+	}
 	apps := make([]servedApp, n)
 	errs := make([]error, n)
+	apps[0] = first
 	var wg sync.WaitGroup
-	for i := range n {
+	for i := 1; i < n; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			it, err := newSubInterpreter()
-			if err != nil {
-				errs[i] = err
-				return
-			}
-			apps[i], errs[i] = load(it)
+			apps[i], errs[i] = loadOne()
 		}()
 	}
 	wg.Wait()

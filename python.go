@@ -71,6 +71,20 @@ class EmbeddedFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 sys.meta_path.append(EmbeddedFinder(EMBEDDED_FILES))
 
+if ISOLATED and sys.version_info[:2] == (3, 12):
+    # CPython 3.12 runs an extension's init function in the importing
+    # sub-interpreter before refusing a single-phase one, corrupting state
+    # the whole process shares: run it in the main interpreter first, as
+    # 3.13 does (mainfirst.c). Installed before anything else is imported.
+    import _imp
+    import _caddysnake
+
+    def _create_dynamic(spec, *file, _create=_imp.create_dynamic, _init=_caddysnake.init_in_main):
+        _init(spec.name, spec.origin)
+        return _create(spec, *file)
+
+    _imp.create_dynamic = _create_dynamic
+
 import caddysnake
 
 if caddysnake.__version__ != BINARY_VERSION:
@@ -80,12 +94,15 @@ if caddysnake.__version__ != BINARY_VERSION:
         % (getattr(caddysnake, "__file__", "?"), caddysnake.__version__, BINARY_VERSION, BINARY_VERSION)
     )
 
-from caddysnake import asgi, bridge, loader, wsgi
+from caddysnake import asgi, bridge, faults, loader, wsgi
+
+faults.install()
 
 serve_wsgi = wsgi.serve
 load_app = loader.load_app
 run_asgi_loop = asgi.run_loop
 gil_status = loader.gil_status
+init_extension_in_main = loader.init_extension_in_main
 
 
 def describe_error(exc):

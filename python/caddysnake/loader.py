@@ -11,7 +11,7 @@ import site
 import sys
 import traceback
 
-from . import __version__
+from . import __version__, faults
 from .bridge import ConfigError
 
 _SYNTAX_HINT = 'expected "module:attribute", e.g. "myapp.wsgi:application"'
@@ -207,8 +207,24 @@ def _is_refusal(message):
     return any(r in lower for r in _REFUSALS)
 
 
+def _is_missing_capi(exc):
+    """Whether exc is PyCapsule_Import failing: on CPython 3.12, _datetime
+    refuses sub-interpreters and datetime falls back to _pydatetime, which
+    has no datetime_CAPI, so _zoneinfo (and any extension using the datetime
+    C API) fails with an AttributeError, which zoneinfo's fallback to pure
+    Python does not catch. As an ImportError it does."""
+    return isinstance(exc, AttributeError) and "_CAPI" in str(exc)
+
+
 def _refusal(exc, name, path):
     """exc rewritten as a SubinterpreterImportError naming the extension, or None."""
+    if _is_missing_capi(exc):
+        return SubinterpreterImportError(
+            f'the C extension module "{name}" cannot be loaded in a sub-interpreter: it needs the C API '
+            f"of a module that cannot ({exc})",
+            name=name,
+            path=path,
+        )
     if isinstance(exc, SubinterpreterImportError) or not _is_refusal(str(exc)):
         return None  # already named (by the innermost extension), or another failure
     return SubinterpreterImportError(
@@ -239,7 +255,7 @@ def _guarded_create(original):
         gil = _gil_enabled()
         try:
             return original(self, spec)
-        except ImportError as e:
+        except (ImportError, AttributeError) as e:
             better = _refusal(e, spec.name, spec.origin) if _rewrite_refusals else None
             if better is None:
                 raise
@@ -258,7 +274,7 @@ def _guarded_exec(original):
         gil = _gil_enabled()
         try:
             return original(self, module)
-        except ImportError as e:
+        except (ImportError, AttributeError) as e:
             better = _refusal(e, name, spec.origin if spec is not None else self.path) if _rewrite_refusals else None
             if better is None:
                 raise
@@ -298,6 +314,33 @@ def _unguard_extensions():
         original = getattr(getattr(cls, attr), "__caddysnake_original__", None)
         if original is not None:
             setattr(cls, attr, original)
+
+
+# (name, origin) of the extensions init_extension_in_main has run; main
+# interpreter only.
+_initialised_in_main = set()
+
+
+def init_extension_in_main(name, origin):
+    """Runs the init function of the C extension at origin in this, the main
+    interpreter, for a sub-interpreter about to import it (CPython 3.12
+    only: mainfirst.c says why). Returns None, or why it failed: the
+    sub-interpreter then refuses the module rather than run its init itself.
+
+    A single-phase module stays in CPython's extension cache, where the
+    sub-interpreter's import finds and refuses it; a multi-phase one is
+    created and dropped (never executed)."""
+    key = (name, origin)
+    if key in _initialised_in_main:
+        return None
+    import _imp
+
+    try:
+        _imp.create_dynamic(importlib.machinery.ModuleSpec(name, None, origin=origin))
+    except BaseException as e:
+        return f"{type(e).__name__}: {e}"
+    _initialised_in_main.add(key)
+    return None
 
 
 def subinterpreter_refusal(exc):
@@ -407,4 +450,5 @@ def load_app(target, working_dir, venv, isolated=False):
             f'cannot load "{target}": {attr} is not callable (it is a {type(obj).__name__}); '
             f"it must be a WSGI application"
         )
+    faults.targets[id(obj)] = target
     return obj

@@ -452,3 +452,19 @@ def test_uvloop_subinterpreter_failure_at_startup(fake_uvloop, start):
     ok, message = r.wait_ready()
     r.join()
     assert ok is False and "uvloop cannot run in a sub-interpreter" in message and "loop asyncio" in message
+
+
+def test_missing_c_api_is_a_refusal(ext):
+    # CPython 3.12: _datetime refuses sub-interpreters, datetime falls back
+    # to _pydatetime, and _zoneinfo's PyCapsule_Import("datetime.datetime_CAPI")
+    # raises AttributeError, which zoneinfo's "except ImportError" misses.
+    def no_capi():
+        raise AttributeError("module 'datetime' has no attribute 'datetime_CAPI'")
+
+    name = unique("_zone")
+    ext(name, then=no_capi)
+    loader.guard_extensions()
+    e = import_error(name)
+    assert type(e) is loader.SubinterpreterImportError
+    assert f'the C extension module "{name}" cannot be loaded in a sub-interpreter' in str(e)
+    assert type(e.__cause__) is AttributeError

@@ -46,6 +46,8 @@ type asgiRequest struct {
 	stopReader    chan struct{}
 	readerDone    chan struct{}
 	bodyErr       error                    // set by the reader before it posts evDisconnect
+	bodyEOF       bool                     // the body was read to its end (by the reader, or preloaded)
+	hasBody       bool                     // HTTP/1 with a body, full duplex: release must see to the connection
 	ctl           *http.ResponseController // made on first use, for flushes and deadlines
 	preloaded     bool                     // the whole body went with the request event
 	trailers      bool                     // http.response.start announced trailers
@@ -107,13 +109,16 @@ func (a *ASGIApp) Serve(w http.ResponseWriter, r *http.Request) error {
 			}
 			if err := readPreload(r, body, bodyLen); err != nil {
 				C.free(unsafe.Pointer(body))
+				if r.ProtoMajor == 1 {
+					closeAfterResponse(w) // see bodyend.go
+				}
 				return bodyError(err)
 			}
-			req.preloaded = true
+			req.preloaded, req.bodyEOF = true, true
 		}
 	}
 	req.layout()
-	allowFullDuplex(w, r)
+	req.hasBody = allowFullDuplex(w, r) && req.ws == nil
 
 	// A small body goes with the request, in the same drain: the app's
 	// first receive() finds it without a round trip through Go.
@@ -159,6 +164,7 @@ func (a *ASGIApp) Serve(w http.ResponseWriter, r *http.Request) error {
 func (req *asgiRequest) release() {
 	asgiRequests.remove(req.handle)
 	req.stopBodyReader()
+	abort := req.hasBody && !endBody(req.w, req.r, req.bodyEOF, req.headerWritten)
 	if req.box != nil {
 		C.caddysnake_areq_close(req.app.queues, req.box)
 	}
@@ -169,6 +175,9 @@ func (req *asgiRequest) release() {
 	}
 	*req = asgiRequest{body: body, signal: signal, strs: req.strs}
 	asgiRequestPool.Put(req)
+	if abort {
+		panic(http.ErrAbortHandler) // the connection could not be marked for closing
+	}
 }
 
 // layout writes the scope parts in the order caddysnake.asgi reads them:
@@ -444,6 +453,7 @@ func (req *asgiRequest) readBody() {
 			req.bodyErr = err
 			ev = asgiEvent{kind: evDisconnect, handle: req.handle}
 		}
+		req.bodyEOF = err == io.EOF
 		if err != nil {
 			// Done before the last event goes out: the app may answer and
 			// finish at once, and stopBodyReader must then see a finished

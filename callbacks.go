@@ -48,7 +48,11 @@ func go_read(h C.uintptr_t, buf *C.char, n C.size_t, fill C.int) C.int64_t {
 	for got < len(p) {
 		m, err := req.r.Body.Read(p[got:])
 		got += m
-		if err == io.EOF || (fill == 0 && got > 0 && err == nil) {
+		if err == io.EOF {
+			req.bodyEOF = true
+			break
+		}
+		if fill == 0 && got > 0 && err == nil {
 			break
 		}
 		if err != nil {

@@ -81,6 +81,7 @@ type wsgiRequest struct {
 	r           *http.Request
 	headersSent bool
 	bodyErr     error  // why reading the body failed, if it did
+	bodyEOF     bool   // the body was read to its end
 	lastErr     string // message for the exception C raises
 	ctl         *http.ResponseController
 	refused     bool // Go refused the app's headers (a bridge bug)
@@ -90,8 +91,11 @@ var requestPool = sync.Pool{New: func() any { return new(wsgiRequest) }}
 
 // Serve runs one request through the app on one of its worker threads.
 func (a *WSGIApp) Serve(w http.ResponseWriter, r *http.Request) error {
-	allowFullDuplex(w, r)
+	hasBody := allowFullDuplex(w, r)
 	if !a.pool.enter() {
+		if hasBody {
+			endBody(w, r, false, false)
+		}
 		return caddyhttp.Error(http.StatusServiceUnavailable, ErrStopped)
 	}
 	defer a.pool.leave()
@@ -102,10 +106,13 @@ func (a *WSGIApp) Serve(w http.ResponseWriter, r *http.Request) error {
 	req := requestPool.Get().(*wsgiRequest)
 	*req = wsgiRequest{app: a, w: w, r: r}
 	rc, err := req.run(wk)
+	headersSent, bodyErr, bodyEOF, refused := req.headersSent, req.bodyErr, req.bodyEOF, req.refused
+	*req = wsgiRequest{}
+	requestPool.Put(req)
+	if hasBody && !endBody(w, r, bodyEOF, headersSent) {
+		panic(http.ErrAbortHandler) // the connection could not be marked for closing
+	}
 	if err != nil {
-		bodyErr := req.bodyErr
-		*req = wsgiRequest{}
-		requestPool.Put(req)
 		if bodyErr != nil {
 			return bodyError(bodyErr)
 		}
@@ -116,9 +123,6 @@ func (a *WSGIApp) Serve(w http.ResponseWriter, r *http.Request) error {
 			return caddyhttp.Error(499, err) // client closed request, nginx's code
 		}
 	}
-	headersSent, bodyErr, refused := req.headersSent, req.bodyErr, req.refused
-	*req = wsgiRequest{}
-	requestPool.Put(req)
 	switch {
 	case refused && !headersSent:
 		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("python app %s: invalid response headers", a.target))
@@ -158,6 +162,7 @@ func (req *wsgiRequest) run(w *worker) (int, error) {
 			req.bodyErr = err
 			return 0, err
 		}
+		req.bodyEOF = true
 	}
 	if err := req.app.pool.submit(w, w.marshal(req.r), bodyLen, req.r.Context().Done()); err != nil {
 		return 0, err
@@ -414,13 +419,3 @@ func bodyError(err error) error {
 	return caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("reading request body: %w", err))
 }
 
-// allowFullDuplex lets an app read the request body while it writes its
-// response. By default Go's HTTP/1 server first consumes whatever body is
-// left when the response starts, so an app echoing an upload line by line
-// (or an ASGI app streaming while it receives) would stall until the client
-// finished sending. HTTP/2 and 3 are full duplex already.
-func allowFullDuplex(w http.ResponseWriter, r *http.Request) {
-	if r.ProtoMajor == 1 && r.Body != nil && r.Body != http.NoBody {
-		_ = http.NewResponseController(w).EnableFullDuplex()
-	}
-}

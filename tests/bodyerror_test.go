@@ -1,0 +1,119 @@
+package tests
+
+import (
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// exchangeAll writes req on a fresh connection and reads until the server
+// closes it or timeout passes; closed says which.
+func exchangeAll(t *testing.T, addr, req string, timeout time.Duration) (out string, closed bool) {
+	t.Helper()
+	conn := dial(t, addr)
+	defer conn.Close()
+	// A NUL splits what is sent at once from what follows 1 s later.
+	first, then, _ := strings.Cut(req, "\x00")
+	if _, err := io.WriteString(conn, first); err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	if then != "" {
+		time.Sleep(time.Second)
+		_, _ = io.WriteString(conn, then)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(timeout))
+	b, err := io.ReadAll(conn)
+	var ne net.Error
+	return string(b), !(errors.As(err, &ne) && ne.Timeout())
+}
+
+// smuggleCases are requests whose body cannot be read whole, each followed
+// on the same connection by a GET that must never be served: what follows
+// a broken body is not a request.
+func smuggleCases(host string) []struct{ name, req, then string } {
+	smuggled := "GET /ok?SMUGGLED HTTP/1.1\r\n" + host + "\r\n"
+	chunked := func(path string) string {
+		return "POST " + path + " HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\nZZ\r\n" + smuggled
+	}
+	return []struct{ name, req, then string }{
+		{"app fails on the body (bridge answers)", chunked("/read"), ""},
+		{"app catches the error and answers 200", chunked("/swallow"), ""},
+		{"response already started", chunked("/stream-then-read"), ""},
+		// The small body read ahead of the app times out (read_body): the
+		// GET sent afterwards is inside the declared Content-Length.
+		{"read-ahead body times out", "POST /read HTTP/1.1\r\n" + host + "Content-Length: 100\r\n\r\n01234", smuggled},
+	}
+}
+
+func testNoSmuggling(t *testing.T, c *caddy) {
+	host := "Host: " + c.Addr() + "\r\n"
+	for _, tc := range smuggleCases(host) {
+		t.Run(tc.name, func(t *testing.T) {
+			req := tc.req
+			if tc.then != "" {
+				req += "\x00" + tc.then
+			}
+			out, closed := exchangeAll(t, c.Addr(), req, 5*time.Second)
+			if n := strings.Count(out, "HTTP/1.1 "); n != 1 || strings.Contains(out, "\r\n\r\nok") {
+				t.Errorf("%d responses on the connection, want 1 (the GET after the broken body was served):\n%.600s", n, out)
+			}
+			if !closed {
+				t.Errorf("connection still open 5 s after the response; want it closed after a body error:\n%.600s", out)
+			}
+			c.alive(t)
+		})
+	}
+	if _, b := c.do(t, "GET", c.URL("/ok"), nil); string(b) != "ok" {
+		t.Errorf("GET /ok after the broken bodies: %q, want ok", b)
+	}
+}
+
+// bodyTimeout bounds reading a request body (Caddy's read_body) so the
+// read-ahead case fails within the test.
+var bodyTimeout = siteOpts{globals: "\tservers {\n\t\ttimeouts {\n\t\t\tread_body 500ms\n\t\t}\n\t}"}
+
+func TestBodyErrorClosesConnectionWSGI(t *testing.T) {
+	t.Parallel()
+	testNoSmuggling(t, startCaddy(t, pySite("http://127.0.0.1:{{PORT}}", "wsgi_faults:app"), bodyTimeout))
+}
+
+func TestBodyErrorClosesConnectionASGI(t *testing.T) {
+	t.Parallel()
+	testNoSmuggling(t, startCaddy(t, asgiSite(t, "asgi_faults:app"), bodyTimeout))
+}
+
+// A request refused with 503 after max_wait while its body still streams
+// in: nothing reads that body any more, and the log has no panic.
+func TestMaxWaitOnStreamedBodyLogsNoPanic(t *testing.T) {
+	t.Parallel()
+	c := startCaddy(t, pySite("http://127.0.0.1:{{PORT}}", "wsgi_slow:app", "threads 1", "max_wait 200ms"))
+	host := "Host: " + c.Addr() + "\r\n"
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // holds the only thread for 1 s
+		defer wg.Done()
+		_, _, _ = c.fetch("GET", "/slow", nil)
+	}()
+	time.Sleep(200 * time.Millisecond)
+	for i := 0; i < 2; i++ {
+		conn := dial(t, c.Addr())
+		defer conn.Close()
+		_, _ = io.WriteString(conn, "POST /slow HTTP/1.1\r\n"+host+"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		got := readUntil(t, conn, nil, "\r\n\r\n")
+		if statusOf(string(got)) != 503 {
+			t.Errorf("streamed body while the thread is busy: %q, want 503", got)
+		}
+		// The client keeps sending after the answer.
+		_, _ = io.WriteString(conn, "5\r\nworld\r\n0\r\n\r\n")
+	}
+	wg.Wait()
+	time.Sleep(300 * time.Millisecond)
+	if strings.Contains(c.Log(), "panic") {
+		t.Errorf("the log has a panic after 503s on streamed bodies:\n%s", c.Log())
+	}
+}

@@ -239,15 +239,18 @@ func (req *wsgiRequest) sendFrames(b []byte) bool {
 		b = b[16:]
 		if status != 0 {
 			strs := make([]string, 2*nhdrs)
+			size := 0
 			for i := range strs {
 				n := int(binary.NativeEndian.Uint32(b))
 				strs[i] = string(b[4 : 4+n])
+				size += n
 				b = b[4+n:]
 			}
-			if req.writeHeader(status, nhdrs, func(i int) (string, string) { return strs[2*i], strs[2*i+1] }) != 0 {
-				// Python checked the status and headers already; this would
-				// be a bridge bug. Nothing was sent: Serve answers 500.
-				req.app.logger.Error("python: invalid response", zap.String("error", req.lastErr))
+			if req.writeHeader(status, nhdrs, size, func(i int) (string, string) { return strs[2*i], strs[2*i+1] }) != 0 {
+				// Headers over the size limit (Python checked the rest).
+				// Nothing was sent: Serve answers 500.
+				req.app.logger.Error("python: invalid response; answering 500", zap.String("method", req.r.Method),
+					zap.String("uri", req.r.RequestURI), zap.String("error", req.lastErr))
 				req.refused = true
 				return false
 			}
@@ -291,11 +294,17 @@ func (req *wsgiRequest) sendWhole(out *C.cs_out) bool {
 		}
 		return buf[start:ends[i]]
 	}
-	if req.writeHeader(int(out.status), (n-1)/2, func(i int) (string, string) {
+	headerBytes := 0
+	if n > 1 {
+		headerBytes = int(ends[n-2])
+	}
+	if req.writeHeader(int(out.status), (n-1)/2, headerBytes, func(i int) (string, string) {
 		return string(str(2 * i)), string(str(2*i + 1))
 	}) != 0 {
-		// Python checked the status already; this would be a bridge bug.
-		req.app.logger.Error("python: invalid whole response", zap.String("error", req.lastErr))
+		// Headers over the size limit (Python checked the rest).
+		req.app.logger.Error("python: invalid response; answering 500", zap.String("method", req.r.Method),
+			zap.String("uri", req.r.RequestURI), zap.String("error", req.lastErr))
+		req.refused = true
 		return false
 	}
 	body := str(n - 1)
@@ -418,4 +427,3 @@ func bodyError(err error) error {
 	}
 	return caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("reading request body: %w", err))
 }
-

@@ -6,6 +6,7 @@
 /stream-then-read starts the response and a first chunk, then receives
 /ok               "ok"
 /file?path=P      http.response.start, then http.response.pathsend of P
+/file-after?path=P  the same after a first body chunk went out
 /header?case=C    a header from HEADERS[C]
 /hint?case=C      an early hint link with the bad value, then 200
 /trailer?case=C   a trailer from HEADERS[C]
@@ -62,6 +63,10 @@ async def app(scope, receive, send):
         await send({"type": "http.response.body", "body": b"done"})
     elif path == "/file":
         await start(send)
+        await send({"type": "http.response.pathsend", "path": q["path"]})
+    elif path == "/file-after":
+        await start(send)
+        await send({"type": "http.response.body", "body": b"first", "more_body": True})
         await send({"type": "http.response.pathsend", "path": q["path"]})
     elif path == "/header":
         await start(send, [HEADERS[q["case"]]])

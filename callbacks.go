@@ -118,7 +118,7 @@ func go_sendfile(h C.uintptr_t, status C.int, hdrs *C.cs_str, nhdrs C.size_t, fd
 	f := os.NewFile(uintptr(dup), "wsgi.file_wrapper")
 	defer f.Close()
 	st, err := f.Stat()
-	if err == nil {
+	if err == nil && !st.Mode().IsRegular() {
 		err = notRegular(fdPath(int(fd)), st.Mode())
 	}
 	if err == nil {

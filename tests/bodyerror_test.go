@@ -1,9 +1,11 @@
 package tests
 
 import (
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -115,5 +117,71 @@ func TestMaxWaitOnStreamedBodyLogsNoPanic(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	if strings.Contains(c.Log(), "panic") {
 		t.Errorf("the log has a panic after 503s on streamed bodies:\n%s", c.Log())
+	}
+}
+
+// failingBody yields some bytes, then an error: the client resets the
+// stream mid-upload.
+type failingBody struct{ sent int }
+
+func (b *failingBody) Read(p []byte) (int, error) {
+	if b.sent >= 100000 {
+		return 0, errors.New("upload broken on purpose")
+	}
+	n := min(len(p), 100000-b.sent)
+	for i := range p[:n] {
+		p[i] = 'x'
+	}
+	b.sent += n
+	return n, nil
+}
+
+// Over HTTP/2 a broken or unread body ends only its stream: the connection
+// keeps serving, and nothing panics.
+func TestBodyErrorOverHTTP2(t *testing.T) {
+	t.Parallel()
+	c := startCaddy(t, `https://127.0.0.1:{{PORT}} {
+	tls internal
+	handle_path /wsgi/* {
+		python {
+			module_wsgi "wsgi_faults:app"
+			working_dir {{APPS}}
+		}
+	}
+	handle_path /asgi/* {
+		python {
+			module_asgi "asgi_faults:app"
+			working_dir {{APPS}}
+		}
+	}
+}
+`, siteOpts{tls: true})
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, ForceAttemptHTTP2: true}}
+	defer client.CloseIdleConnections()
+	base := "https://" + c.Addr()
+	getOnceCertReady(t, client, base+"/wsgi/ok").Body.Close()
+	for _, prefix := range []string{"/wsgi", "/asgi"} {
+		for _, path := range []string{"/read", "/swallow", "/stream-then-read", "/ok"} {
+			req, _ := http.NewRequest("POST", base+prefix+path, &failingBody{})
+			if resp, err := client.Do(req); err == nil {
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+			// An unread body of 1 MB.
+			resp, err := client.Post(base+prefix+"/ok", "application/octet-stream", strings.NewReader(strings.Repeat("y", 1<<20)))
+			if err != nil {
+				t.Fatalf("POST %s/ok after a broken upload to %s: %v", prefix, path, err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.ProtoMajor != 2 || string(b) != "ok" {
+				t.Errorf("POST %s/ok after a broken upload to %s: %s %q, want HTTP/2 ok", prefix, path, resp.Proto, b)
+			}
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	if strings.Contains(c.Log(), "panic") {
+		t.Errorf("the log has a panic:\n%s", c.Log())
 	}
 }

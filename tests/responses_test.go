@@ -2,6 +2,7 @@ package tests
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,7 +13,19 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/coder/websocket"
 )
+
+func websocketDialOK(c *caddy, path string) (*http.Response, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, resp, err := websocket.Dial(ctx, "ws://"+c.Addr()+path, nil)
+	if err == nil {
+		conn.CloseNow()
+	}
+	return resp, err
+}
 
 // badFiles are paths that cannot be sent as a response: the name is what
 // the log line must show.
@@ -154,6 +167,21 @@ func TestBadResponseHeadersAre500ASGI(t *testing.T) {
 	testBadHeaders(t, c, "/header", "/hint")
 	if !c.waitLog(3*time.Second, `header \"x-bad\" has a NUL`, `header name \"x bad\" has the byte 0x20`) {
 		t.Errorf("no log line names the bad headers")
+	}
+	// A WebSocket accepted with a bad header: 500 instead of the 101.
+	for _, tc := range []string{"nul-value", "crlf-value", "space-name"} {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		conn, resp, err := websocket.Dial(ctx, "ws://"+c.Addr()+"/ws?case="+tc, nil)
+		cancel()
+		if err == nil {
+			conn.CloseNow()
+			t.Errorf("websocket.accept with a bad header (%s): the handshake succeeded", tc)
+		} else if resp == nil || resp.StatusCode != 500 {
+			t.Errorf("websocket.accept with a bad header (%s): %v (response %v), want 500", tc, err, resp)
+		}
+	}
+	if _, err := websocketDialOK(c, "/ws?case=tab-value"); err != nil {
+		t.Errorf("websocket.accept with an allowed header: %v", err)
 	}
 	// A bad trailer: the headers and body went out, so the response is
 	// aborted (no last chunk), never ended as if whole.

@@ -12,6 +12,7 @@
 /trailer?case=C   a trailer from HEADERS[C]
 /many?n=N&size=S  N headers of S bytes each
 /many-trailers?n=N&size=S  N trailers of S bytes each
+WebSocket /ws?case=C  accepts with a header from HEADERS[C]
 """
 
 from urllib.parse import parse_qs
@@ -36,6 +37,13 @@ async def start(send, headers=(), trailers=False):
 
 
 async def app(scope, receive, send):
+    if scope["type"] == "websocket":
+        await receive()  # websocket.connect
+        q = {k: v[0] for k, v in parse_qs(scope["query_string"].decode()).items()}
+        await send({"type": "websocket.accept", "headers": [HEADERS[q["case"]]]})
+        while (await receive())["type"] != "websocket.disconnect":
+            pass
+        return
     if scope["type"] != "http":
         return
     path = scope["path"]

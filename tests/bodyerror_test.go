@@ -185,3 +185,44 @@ func TestBodyErrorOverHTTP2(t *testing.T) {
 		t.Errorf("the log has a panic:\n%s", c.Log())
 	}
 }
+
+// A whole chunked body the app never reads: the answer goes out, the
+// connection closes (the body's end was not seen by the bridge), and
+// nothing panics (net/http's own drain after the handler used to start a
+// read racing the next request's).
+func TestUnreadChunkedBodyLogsNoPanic(t *testing.T) {
+	t.Parallel()
+	c := startCaddy(t, `http://127.0.0.1:{{PORT}} {
+	handle_path /wsgi/* {
+		python {
+			module_wsgi "wsgi_faults:app"
+			working_dir {{APPS}}
+		}
+	}
+	handle_path /asgi/* {
+		python {
+			module_asgi "asgi_faults:app"
+			working_dir {{APPS}}
+		}
+	}
+}
+`)
+	host := "Host: " + c.Addr() + "\r\n"
+	for _, prefix := range []string{"/wsgi", "/asgi"} {
+		conn := dial(t, c.Addr())
+		_, _ = io.WriteString(conn, "POST "+prefix+"/ok HTTP/1.1\r\n"+host+"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		got := readUntil(t, conn, nil, "\r\n\r\nok")
+		if statusOf(string(got)) != 200 {
+			t.Errorf("%s: %q, want 200 ok", prefix, got)
+		}
+		time.Sleep(200 * time.Millisecond) // the next request comes later, as a keep-alive client's would
+		_, _ = io.WriteString(conn, "GET "+prefix+"/ok HTTP/1.1\r\n"+host+"\r\n")
+		_, _ = io.ReadAll(conn)
+		conn.Close()
+	}
+	time.Sleep(300 * time.Millisecond)
+	if strings.Contains(c.Log(), "panic") {
+		t.Errorf("the log has a panic after unread chunked bodies:\n%s", c.Log())
+	}
+}

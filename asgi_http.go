@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -46,6 +45,10 @@ type asgiRequest struct {
 	stopReader    chan struct{}
 	readerDone    chan struct{}
 	bodyErr       error                    // set by the reader before it posts evDisconnect
+	bodyEOF       bool                     // the body was read to its end (by the reader, or preloaded)
+	hasBody       bool                     // HTTP/1 with a body, full duplex: release must see to the connection
+	headerBytes   int                      // names and values of the headers and trailers so far
+	refusal       string                   // why the response is answered 500 instead (headers still held)
 	ctl           *http.ResponseController // made on first use, for flushes and deadlines
 	preloaded     bool                     // the whole body went with the request event
 	trailers      bool                     // http.response.start announced trailers
@@ -113,13 +116,16 @@ func (a *ASGIApp) Serve(w http.ResponseWriter, r *http.Request) error {
 			}
 			if err := readPreload(r, body, bodyLen); err != nil {
 				C.free(unsafe.Pointer(body))
+				if r.ProtoMajor == 1 {
+					closeAfterResponse(w) // see bodyend.go
+				}
 				return bodyError(err)
 			}
-			req.preloaded = true
+			req.preloaded, req.bodyEOF = true, true
 		}
 	}
 	req.layout()
-	allowFullDuplex(w, r)
+	req.hasBody = allowFullDuplex(w, r) && req.ws == nil
 
 	// A small body goes with the request, in the same drain: the app's
 	// first receive() finds it without a round trip through Go.
@@ -182,16 +188,26 @@ func (req *asgiRequest) cutShort(status int, err error) error {
 	if req.headerWritten {
 		panic(http.ErrAbortHandler)
 	}
+	req.dropHeldHeaders()
+	return caddyhttp.Error(status, err)
+}
+
+// dropHeldHeaders forgets the headers the app sent with
+// http.response.start, held until its first body, before the bridge
+// answers instead; Caddy's own (Server, Alt-Svc) stay.
+func (req *asgiRequest) dropHeldHeaders() {
 	h := req.w.Header()
 	for k := range h {
-		delete(h, k)
+		if k != "Server" && k != "Alt-Svc" {
+			delete(h, k)
+		}
 	}
-	return caddyhttp.Error(status, err)
 }
 
 func (req *asgiRequest) release() {
 	asgiRequests.remove(req.handle)
 	req.stopBodyReader()
+	abort := req.hasBody && !endBody(req.w, req.r, req.bodyEOF, req.headerWritten)
 	if req.box != nil {
 		C.caddysnake_areq_close(req.app.queues, req.box)
 	}
@@ -202,6 +218,9 @@ func (req *asgiRequest) release() {
 	}
 	*req = asgiRequest{body: body, signal: signal, strs: req.strs}
 	asgiRequestPool.Put(req)
+	if abort {
+		panic(http.ErrAbortHandler) // the connection could not be marked for closing
+	}
 }
 
 // layout writes the scope parts in the order caddysnake.asgi reads them:
@@ -260,14 +279,25 @@ func httpVersion(r *http.Request) string {
 
 // do carries out one command; done means ServeHTTP returns err.
 func (req *asgiRequest) do(c *asgiCmd) (done bool, err error) {
+	if req.refusal != "" && c.kind != cmdReceive && c.kind != cmdFinish && c.kind < cmdWSAccept {
+		return req.refusedCmd(c)
+	}
 	switch c.kind {
 	case cmdStart:
 		req.status = c.status
+		if bad := req.checkPairs(c.headers, true); bad != "" {
+			req.refuse(bad)
+			break
+		}
 		h := req.w.Header()
 		for _, kv := range c.headers {
 			h.Add(kv[0], kv[1])
 		}
 	case cmdEarlyHint:
+		if bad := req.checkPairs(c.headers, false); bad != "" {
+			req.refuse("early hint: " + bad)
+			break
+		}
 		h := req.w.Header()
 		for _, kv := range c.headers {
 			h.Add(kv[0], kv[1])
@@ -296,9 +326,24 @@ func (req *asgiRequest) do(c *asgiCmd) (done bool, err error) {
 		}
 		return req.endsResponse(c, !c.more && !req.trailers)
 	case cmdPathsend:
-		req.app.post(asgiEvent{kind: evSendDone, handle: req.handle, flag: req.sendFile(c.path)})
+		ok, abort, err := req.sendFile(c.path)
+		req.app.post(asgiEvent{kind: evSendDone, handle: req.handle, flag: ok})
+		if abort {
+			panic(http.ErrAbortHandler)
+		}
+		if err != nil {
+			return true, err
+		}
 		return req.endsResponse(c, !req.trailers)
 	case cmdTrailers:
+		if bad := req.checkPairs(c.headers, true); bad != "" {
+			// The headers and body went out: only an abort tells the
+			// client the response is not whole.
+			req.app.logger.Error("python: ASGI app sent an invalid trailer; aborting the response",
+				zap.String("method", req.r.Method), zap.String("uri", req.r.RequestURI), zap.String("error", bad))
+			req.app.post(asgiEvent{kind: evSendDone, handle: req.handle, flag: false})
+			panic(http.ErrAbortHandler)
+		}
 		h := req.w.Header()
 		for _, kv := range c.headers {
 			h.Add(http.TrailerPrefix+kv[0], kv[1])
@@ -330,8 +375,31 @@ func (req *asgiRequest) do(c *asgiCmd) (done bool, err error) {
 // addRawHeaders adds the n header pairs laid out in buf from q (an int32
 // length, then the bytes, for each name and value) to h, and returns where
 // they end. Straight from the outbox: no pair slice, and the usual names
-// need no canonicalising copy.
-func addRawHeaders(h http.Header, buf []byte, q, n int) int {
+// need no canonicalising copy. All pairs are checked first (badHeader,
+// then the size so far in *size): if one is refused, none is added and bad
+// says why.
+func addRawHeaders(h http.Header, buf []byte, q, n int, size *int) (end int, bad string) {
+	p := q
+	total := *size
+	for i := 0; i < n; i++ {
+		l := int(*(*int32)(unsafe.Pointer(&buf[p])))
+		name := buf[p+4 : p+4+l]
+		p += 4 + l
+		l = int(*(*int32)(unsafe.Pointer(&buf[p])))
+		value := buf[p+4 : p+4+l]
+		p += 4 + l
+		total += len(name) + len(value)
+		if bad == "" {
+			bad = badHeader(name, value)
+		}
+	}
+	*size = total
+	if bad == "" && total > maxResponseHeaderBytes {
+		bad = headerBytesError(total)
+	}
+	if bad != "" {
+		return p, bad
+	}
 	for i := 0; i < n; i++ {
 		l := int(*(*int32)(unsafe.Pointer(&buf[q])))
 		name := buf[q+4 : q+4+l]
@@ -345,7 +413,73 @@ func addRawHeaders(h http.Header, buf []byte, q, n int) int {
 		}
 		h[key] = append(h[key], value)
 	}
-	return q
+	return q, ""
+}
+
+// checkPairs checks header pairs as addRawHeaders does; count adds their
+// size to the response's (early hints are a response of their own).
+func (req *asgiRequest) checkPairs(pairs [][2]string, count bool) string {
+	total := 0
+	for _, kv := range pairs {
+		if bad := badHeader(kv[0], kv[1]); bad != "" {
+			return bad
+		}
+		total += len(kv[0]) + len(kv[1])
+	}
+	if count {
+		req.headerBytes += total
+		total = req.headerBytes
+	}
+	if total > maxResponseHeaderBytes {
+		return headerBytesError(total)
+	}
+	return ""
+}
+
+// refuse answers the response 500 instead of what the app sends (its
+// headers are still held), logging why once. The app's sends from now on
+// fail as if the client had left (refusedCmd); the 500 goes out when the
+// app ends its response or its task.
+func (req *asgiRequest) refuse(why string) {
+	if req.refusal != "" {
+		return
+	}
+	req.refusal = why
+	req.app.logger.Error("python: ASGI app sent an invalid response; answering 500",
+		zap.String("method", req.r.Method), zap.String("uri", req.r.RequestURI), zap.String("error", why))
+}
+
+// refusalError is the 500 of a refused response. The app's headers held so
+// far are dropped: the 500 must not carry the length or type of what it
+// replaces (Caddy's Server and Alt-Svc stay).
+func (req *asgiRequest) refusalError() error {
+	req.dropHeldHeaders()
+	return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("python app %s: %s", req.app.target, req.refusal))
+}
+
+// refusedCmd takes a command sent after the response was refused: a send
+// that awaits its completion fails, and the final one ends the request
+// with the 500.
+func (req *asgiRequest) refusedCmd(c *asgiCmd) (done bool, err error) {
+	final := false
+	switch c.kind {
+	case cmdBody:
+		final = !c.more
+		if c.notify {
+			req.app.post(asgiEvent{kind: evSendDone, handle: req.handle, flag: false})
+		}
+	case cmdPathsend:
+		final = true
+		req.app.post(asgiEvent{kind: evSendDone, handle: req.handle, flag: false})
+	case cmdTrailers:
+		final = !c.more
+		req.app.post(asgiEvent{kind: evSendDone, handle: req.handle, flag: false})
+	}
+	if final && c.boxed {
+		req.stopBodyReader()
+		return true, req.refusalError()
+	}
+	return false, nil
 }
 
 // commonHeaderKeys maps the lower-case names ASGI apps send (the spec
@@ -398,7 +532,12 @@ func (req *asgiRequest) writeHeader() {
 	}
 	req.headerWritten = true
 	status := req.status
-	if status < 200 || status > 999 {
+	if req.refusal != "" {
+		// A path that writes past a refusal (a WebSocket denial): still
+		// the 500, without the app's headers.
+		_ = req.refusalError()
+		status = http.StatusInternalServerError
+	} else if status < 200 || status > 999 {
 		req.app.logger.Error("ASGI app sent an invalid status; answering 500", zap.Int("status", status))
 		status = http.StatusInternalServerError
 	}
@@ -406,25 +545,47 @@ func (req *asgiRequest) writeHeader() {
 }
 
 // sendFile serves http.response.pathsend: the kernel copies the file
-// (sendfile) where the connection allows it.
-func (req *asgiRequest) sendFile(path string) bool {
-	f, err := os.Open(path)
-	if err != nil {
-		req.app.logger.Error("http.response.pathsend: cannot open file", zap.String("path", path), zap.Error(err))
-		return false
+// (sendfile) where the connection allows it. ok is false when the file was
+// not sent whole; abort, that the response must be aborted (the headers
+// went out, and the file failed); err, when not nil, is the answer instead
+// (500: the file cannot be served and the headers are still held).
+func (req *asgiRequest) sendFile(path string) (ok, abort bool, err error) {
+	f, size, ferr := openRegular(path)
+	if ferr != nil {
+		req.app.logger.Error("http.response.pathsend: cannot send the file",
+			zap.String("method", req.r.Method), zap.String("uri", req.r.RequestURI),
+			zap.String("path", path), zap.Error(ferr))
+		if req.headerWritten {
+			return false, true, nil
+		}
+		req.refuse(fmt.Sprintf("http.response.pathsend: %v", ferr))
+		req.stopBodyReader()
+		return false, false, req.refusalError()
 	}
 	defer f.Close()
-	if st, err := f.Stat(); err == nil && req.w.Header().Get("Content-Length") == "" && !req.headerWritten {
-		req.w.Header().Set("Content-Length", strconv.FormatInt(st.Size(), 10))
+	if !req.headerWritten && req.w.Header().Get("Content-Length") == "" {
+		req.w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
 	}
 	req.writeHeader()
-	_, err = io.Copy(req.w, f)
-	return err == nil
+	// *os.File under a LimitedReader: net/http still uses sendfile.
+	n, werr := io.Copy(req.w, io.LimitReader(f, size))
+	if werr != nil && clientGone(werr) {
+		return false, false, nil
+	}
+	if werr != nil || n < size {
+		// The file failed (or shrank) under us: what went out is short.
+		req.app.logger.Error("http.response.pathsend: reading the file failed mid-response; aborting it",
+			zap.String("path", path), zap.Int64("sent", n), zap.Int64("size", size), zap.Error(werr))
+		return false, true, nil
+	}
+	return true, false, nil
 }
 
 func (req *asgiRequest) finish(code int) error {
 	req.stopBodyReader()
 	switch {
+	case req.refusal != "" && !req.headerWritten:
+		return req.refusalError()
 	case code == asgiStopped:
 		return req.cutShort(http.StatusServiceUnavailable, ErrStopped)
 	case code == asgiTimedOut:
@@ -482,6 +643,7 @@ func (req *asgiRequest) readBody() {
 			req.bodyErr = err
 			ev = asgiEvent{kind: evDisconnect, handle: req.handle}
 		}
+		req.bodyEOF = err == io.EOF
 		if err != nil {
 			// Done before the last event goes out: the app may answer and
 			// finish at once, and stopBodyReader must then see a finished
@@ -547,8 +709,11 @@ func (req *asgiRequest) runBox() (done bool, err error) {
 		hdr := (*C.cs_acmd)(unsafe.Pointer(&buf[off]))
 		q := off + int(unsafe.Sizeof(*hdr))
 		c := asgiCmd{kind: int(hdr.kind), notify: hdr.notify != 0, boxed: true}
-		if nh := int(hdr.nhdrs); nh > 0 && c.kind == cmdStart {
-			q = addRawHeaders(req.w.Header(), buf, q, nh)
+		if nh := int(hdr.nhdrs); nh > 0 && c.kind == cmdStart && req.refusal == "" {
+			var bad string
+			if q, bad = addRawHeaders(req.w.Header(), buf, q, nh, &req.headerBytes); bad != "" {
+				req.refuse(bad)
+			}
 		} else if nh > 0 {
 			c.headers = make([][2]string, nh)
 			for i := range c.headers {

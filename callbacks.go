@@ -12,6 +12,7 @@ import "C"
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -48,7 +49,11 @@ func go_read(h C.uintptr_t, buf *C.char, n C.size_t, fill C.int) C.int64_t {
 	for got < len(p) {
 		m, err := req.r.Body.Read(p[got:])
 		got += m
-		if err == io.EOF || (fill == 0 && got > 0 && err == nil) {
+		if err == io.EOF {
+			req.bodyEOF = true
+			break
+		}
+		if fill == 0 && got > 0 && err == nil {
 			break
 		}
 		if err != nil {
@@ -94,18 +99,16 @@ func go_write(h C.uintptr_t, status C.int, hdrs *C.cs_str, nhdrs C.size_t, data 
 
 // go_sendfile sends count bytes (all, if negative) of file descriptor fd
 // from offset, letting the kernel copy them (sendfile) where the connection
-// allows it. The fd stays the caller's: we send from a duplicate.
+// allows it. The fd stays the caller's: we send from a duplicate. A file
+// that is not regular is refused before the headers go out (files.go); one
+// that fails or ends early while it is sent is goInvalid, which aborts the
+// response (Serve: the headers went out).
 //
 //export go_sendfile
 func go_sendfile(h C.uintptr_t, status C.int, hdrs *C.cs_str, nhdrs C.size_t, fd C.int, offset C.longlong, count C.longlong) C.int64_t {
 	req := requestOf(uintptr(h))
 	if req == nil {
 		return goClientGone
-	}
-	if status != 0 {
-		if rc := req.sendHeaders(int(status), hdrs, nhdrs); rc != 0 {
-			return C.int64_t(rc)
-		}
 	}
 	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
@@ -114,30 +117,58 @@ func go_sendfile(h C.uintptr_t, status C.int, hdrs *C.cs_str, nhdrs C.size_t, fd
 	}
 	f := os.NewFile(uintptr(dup), "wsgi.file_wrapper")
 	defer f.Close()
-	if _, err := f.Seek(int64(offset), io.SeekStart); err != nil {
+	st, err := f.Stat()
+	if err == nil && !st.Mode().IsRegular() {
+		err = notRegular(fdPath(int(fd)), st.Mode())
+	}
+	if err == nil {
+		_, err = f.Seek(int64(offset), io.SeekStart)
+	}
+	if err != nil {
 		req.lastErr = "wsgi.file_wrapper: " + err.Error()
 		return goInvalid
 	}
-	var src io.Reader = f
-	if count >= 0 {
-		src = io.LimitReader(f, int64(count))
+	if count < 0 {
+		count = C.longlong(max(st.Size()-int64(offset), 0))
 	}
-	sent, err := io.Copy(req.w, src)
-	if err != nil {
+	if status != 0 {
+		if rc := req.sendHeaders(int(status), hdrs, nhdrs); rc != 0 {
+			return C.int64_t(rc)
+		}
+	}
+	// *os.File under a LimitedReader: net/http still uses sendfile.
+	sent, err := io.Copy(req.w, io.LimitReader(f, int64(count)))
+	if err != nil && clientGone(err) {
 		return C.int64_t(req.gone(err))
+	}
+	if err != nil || sent < int64(count) {
+		req.lastErr = fmt.Sprintf("wsgi.file_wrapper: %s: sent %d of %d bytes: ", fdPath(int(fd)), sent, count)
+		if err != nil {
+			req.lastErr += err.Error()
+		} else {
+			req.lastErr += "the file ended early"
+		}
+		return goInvalid
 	}
 	return C.int64_t(sent)
 }
 
 func (req *wsgiRequest) sendHeaders(status int, hdrs *C.cs_str, nhdrs C.size_t) C.int {
 	pairs := unsafe.Slice(hdrs, 2*int(nhdrs))
-	return req.writeHeader(status, int(nhdrs), func(i int) (string, string) {
+	size := 0
+	for _, p := range pairs {
+		size += int(p.len)
+	}
+	return req.writeHeader(status, int(nhdrs), size, func(i int) (string, string) {
 		return C.GoStringN(pairs[2*i].data, C.int(pairs[2*i].len)), C.GoStringN(pairs[2*i+1].data, C.int(pairs[2*i+1].len))
 	})
 }
 
-// writeHeader sends the status and the n header pairs pair returns.
-func (req *wsgiRequest) writeHeader(status, n int, pair func(i int) (name, value string)) C.int {
+// writeHeader sends the status and the n header pairs pair returns, size
+// bytes of names and values in all. (Python checked each pair already,
+// wsgi.py's _check_header; the size is checked here, where it is a sum the
+// caller has at hand.)
+func (req *wsgiRequest) writeHeader(status, n, size int, pair func(i int) (name, value string)) C.int {
 	if req.headersSent {
 		req.lastErr = "headers were already sent"
 		return goInvalid
@@ -146,6 +177,10 @@ func (req *wsgiRequest) writeHeader(status, n int, pair func(i int) (name, value
 	// response; PEP 3333 has no interim responses.
 	if status < 200 || status > 999 {
 		req.lastErr = "status code must be 200-999"
+		return goInvalid
+	}
+	if size > maxResponseHeaderBytes {
+		req.lastErr = headerBytesError(size)
 		return goInvalid
 	}
 	header := req.w.Header()

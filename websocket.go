@@ -105,6 +105,12 @@ func (req *asgiRequest) acceptWebSocket(c *asgiCmd) bool {
 	if ws.conn != nil || req.headerWritten {
 		return false
 	}
+	if bad := req.checkPairs(c.headers, true); bad != "" {
+		// The handshake's answer is still held: 500 instead of the 101.
+		req.refuse("websocket.accept: " + bad)
+		req.writeHeader()
+		return false
+	}
 	h := req.w.Header()
 	for _, kv := range c.headers {
 		h.Add(kv[0], kv[1])

@@ -85,6 +85,7 @@ type wsgiRequest struct {
 	r           *http.Request
 	headersSent bool
 	bodyErr     error  // why reading the body failed, if it did
+	bodyEOF     bool   // the body was read to its end
 	lastErr     string // message for the exception C raises
 	ctl         *http.ResponseController
 	refused     bool // Go refused the app's headers (a bridge bug)
@@ -94,8 +95,11 @@ var requestPool = sync.Pool{New: func() any { return new(wsgiRequest) }}
 
 // Serve runs one request through the app on one of its worker threads.
 func (a *WSGIApp) Serve(w http.ResponseWriter, r *http.Request) error {
-	allowFullDuplex(w, r)
+	hasBody := allowFullDuplex(w, r)
 	if !a.pool.enter() {
+		if hasBody {
+			endBody(w, r, false, false)
+		}
 		return caddyhttp.Error(http.StatusServiceUnavailable, ErrStopped)
 	}
 	defer a.pool.leave()
@@ -106,10 +110,13 @@ func (a *WSGIApp) Serve(w http.ResponseWriter, r *http.Request) error {
 	req := requestPool.Get().(*wsgiRequest)
 	*req = wsgiRequest{app: a, w: w, r: r}
 	rc, err := req.run(wk)
+	headersSent, bodyErr, bodyEOF, refused := req.headersSent, req.bodyErr, req.bodyEOF, req.refused
+	*req = wsgiRequest{}
+	requestPool.Put(req)
+	if hasBody && !endBody(w, r, bodyEOF, headersSent) {
+		panic(http.ErrAbortHandler) // the connection could not be marked for closing
+	}
 	if err != nil {
-		bodyErr := req.bodyErr
-		*req = wsgiRequest{}
-		requestPool.Put(req)
 		if bodyErr != nil {
 			return bodyError(bodyErr)
 		}
@@ -120,9 +127,6 @@ func (a *WSGIApp) Serve(w http.ResponseWriter, r *http.Request) error {
 			return caddyhttp.Error(499, err) // client closed request, nginx's code
 		}
 	}
-	headersSent, bodyErr, refused := req.headersSent, req.bodyErr, req.refused
-	*req = wsgiRequest{}
-	requestPool.Put(req)
 	switch {
 	case refused && !headersSent:
 		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("python app %s: invalid response headers", a.target))
@@ -162,6 +166,7 @@ func (req *wsgiRequest) run(w *worker) (int, error) {
 			req.bodyErr = err
 			return 0, err
 		}
+		req.bodyEOF = true
 	}
 	if err := req.app.pool.submit(w, w.marshal(req.r), bodyLen, req.r.Context().Done()); err != nil {
 		return 0, err
@@ -238,15 +243,18 @@ func (req *wsgiRequest) sendFrames(b []byte) bool {
 		b = b[16:]
 		if status != 0 {
 			strs := make([]string, 2*nhdrs)
+			size := 0
 			for i := range strs {
 				n := int(binary.NativeEndian.Uint32(b))
 				strs[i] = string(b[4 : 4+n])
+				size += n
 				b = b[4+n:]
 			}
-			if req.writeHeader(status, nhdrs, func(i int) (string, string) { return strs[2*i], strs[2*i+1] }) != 0 {
-				// Python checked the status and headers already; this would
-				// be a bridge bug. Nothing was sent: Serve answers 500.
-				req.app.logger.Error("python: invalid response", zap.String("error", req.lastErr))
+			if req.writeHeader(status, nhdrs, size, func(i int) (string, string) { return strs[2*i], strs[2*i+1] }) != 0 {
+				// Headers over the size limit (Python checked the rest).
+				// Nothing was sent: Serve answers 500.
+				req.app.logger.Error("python: invalid response; answering 500", zap.String("method", req.r.Method),
+					zap.String("uri", req.r.RequestURI), zap.String("error", req.lastErr))
 				req.refused = true
 				return false
 			}
@@ -290,11 +298,17 @@ func (req *wsgiRequest) sendWhole(out *C.cs_out) bool {
 		}
 		return buf[start:ends[i]]
 	}
-	if req.writeHeader(int(out.status), (n-1)/2, func(i int) (string, string) {
+	headerBytes := 0
+	if n > 1 {
+		headerBytes = int(ends[n-2])
+	}
+	if req.writeHeader(int(out.status), (n-1)/2, headerBytes, func(i int) (string, string) {
 		return string(str(2 * i)), string(str(2*i + 1))
 	}) != 0 {
-		// Python checked the status already; this would be a bridge bug.
-		req.app.logger.Error("python: invalid whole response", zap.String("error", req.lastErr))
+		// Headers over the size limit (Python checked the rest).
+		req.app.logger.Error("python: invalid response; answering 500", zap.String("method", req.r.Method),
+			zap.String("uri", req.r.RequestURI), zap.String("error", req.lastErr))
+		req.refused = true
 		return false
 	}
 	body := str(n - 1)
@@ -416,15 +430,4 @@ func bodyError(err error) error {
 		return caddyhttp.Error(http.StatusRequestEntityTooLarge, err)
 	}
 	return caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("reading request body: %w", err))
-}
-
-// allowFullDuplex lets an app read the request body while it writes its
-// response. By default Go's HTTP/1 server first consumes whatever body is
-// left when the response starts, so an app echoing an upload line by line
-// (or an ASGI app streaming while it receives) would stall until the client
-// finished sending. HTTP/2 and 3 are full duplex already.
-func allowFullDuplex(w http.ResponseWriter, r *http.Request) {
-	if r.ProtoMajor == 1 && r.Body != nil && r.Body != http.NoBody {
-		_ = http.NewResponseController(w).EnableFullDuplex()
-	}
 }

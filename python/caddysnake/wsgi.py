@@ -7,6 +7,7 @@ thread. Everything that talks to Caddy goes through `_native` (the
 
 import io
 import os
+import re
 import stat
 import sys
 import traceback
@@ -246,10 +247,16 @@ class FileWrapper:
         self.blksize = blksize
 
     def __iter__(self):
+        _check_sendable(self.filelike)
         read = self.filelike.read
         size = self.blksize
         while True:
             block = read(size)
+            if block is None:
+                # A non-blocking file with nothing to read yet: ending here
+                # would pass a cut response off as whole.
+                raise WSGIAppError(f"wsgi.file_wrapper: {_file_name(self.filelike)}: read() returned None "
+                                   f"(a non-blocking file with no data ready)")
             if not block:
                 return
             yield block
@@ -258,6 +265,39 @@ class FileWrapper:
         close = getattr(self.filelike, "close", None)
         if close is not None:
             close()
+
+
+def _file_name(filelike):
+    name = getattr(filelike, "name", None)
+    if isinstance(name, int):  # os.fdopen(fd): the path is the descriptor's
+        try:
+            name = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:
+            pass
+    return repr(name) if name is not None else type(filelike).__name__
+
+
+def _check_sendable(filelike):
+    """Refuses a file whose bytes cannot be sent as a response: a directory,
+    or a non-blocking FIFO, socket or device (its reads cannot tell "nothing
+    yet" from the end). A blocking pipe streams as any file-like does."""
+    try:
+        fd = filelike.fileno()
+        mode = os.fstat(fd).st_mode
+    except (AttributeError, OSError, ValueError, TypeError):
+        return  # no descriptor: a file-like object, read as such
+    if stat.S_ISREG(mode):
+        return
+    if stat.S_ISDIR(mode):
+        raise WSGIAppError(f"wsgi.file_wrapper: {_file_name(filelike)} is a directory, not a file")
+    try:
+        blocking = os.get_blocking(fd)
+    except OSError:
+        blocking = True
+    if not blocking:
+        kind = "FIFO" if stat.S_ISFIFO(mode) else "socket" if stat.S_ISSOCK(mode) else "device"
+        raise WSGIAppError(f"wsgi.file_wrapper: {_file_name(filelike)} is a non-blocking {kind}, "
+                           f"not a regular file: its end cannot be told from a pause")
 
 
 # ---------------------------------------------------------------- environ
@@ -394,6 +434,9 @@ def _parse_status(status):
     return int(code)
 
 
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z").match
+_VALUE_CTL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]").search
+
 # Headers that passed _check_header, with their Content-Length (or None):
 # apps send the same few headers again and again, so most responses skip the
 # checks. Keyed by value, so it is exact; bounded by clearing when full.
@@ -433,6 +476,12 @@ def _check_header(item):
         raise WSGIAppError(f"response header {name!r} contains a line break")
     if not name:
         raise WSGIAppError("response header with an empty name")
+    # RFC 9110 5.1, 5.5: a name is a token; a value has no control
+    # characters but HTAB. Go would send a NUL or a space in a name as is.
+    if not _TOKEN(name):
+        raise WSGIAppError(f"response header name {name!r} is not a token (RFC 9110: no spaces, colons or controls)")
+    if _VALUE_CTL(value):
+        raise WSGIAppError(f"response header {name!r} has a control character in its value: {value!r}")
     # PEP 3333, "Unicode Issues": header strings must be latin-1.
     for s in (name, value):
         if not s.isascii():
@@ -618,6 +667,7 @@ class _Response:
         f = wrapper.filelike
         if isinstance(f, io.TextIOBase):
             return False  # iterating yields str: let that path report it
+        _check_sendable(f)
         try:
             fd = f.fileno()
             st = os.fstat(fd)

@@ -78,6 +78,7 @@ type ASGIOptions struct {
 	StartupTimeout  time.Duration
 	ShutdownTimeout time.Duration
 	WSMaxMessage    int64 // bytes; a larger incoming message closes with 1009
+	BodyTimeout     time.Duration // request_body_timeout; 0: off
 }
 
 // ASGIApp is one imported ASGI app and the event loop that runs it.
@@ -216,6 +217,10 @@ func (a *ASGIApp) dispatch() {
 func (a *ASGIApp) enter() bool { return a.gate.enter() }
 
 func (a *ASGIApp) leave() { a.gate.leave() }
+
+// Abandon is for stop's deadline (servedApp). TODO(lead): cancel the tasks
+// still running and answer 503 / abort.
+func (a *ASGIApp) Abandon() {}
 
 // Close runs the lifespan shutdown, stops the loop and drops the app.
 // Requests still in flight are cancelled by the loop on its way out.

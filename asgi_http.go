@@ -105,9 +105,9 @@ func (a *ASGIApp) Serve(w http.ResponseWriter, r *http.Request) error {
 			if body = (*C.char)(C.malloc(C.size_t(max(bodyLen, 1)))); body == nil {
 				return caddyhttp.Error(http.StatusServiceUnavailable, errBodyMemory)
 			}
-			if err := readPreload(r, body, bodyLen); err != nil {
+			if err := readPreload(w, r, body, bodyLen, a.opts.BodyTimeout); err != nil {
 				C.free(unsafe.Pointer(body))
-				return bodyError(err)
+				return bodyError(closeOnTimeout(w, r, err))
 			}
 			req.preloaded = true
 		}
@@ -399,7 +399,7 @@ func (req *asgiRequest) finish(code int) error {
 		// so the client cannot take the short response for a whole one.
 		panic(http.ErrAbortHandler)
 	case req.bodyErr != nil:
-		return bodyError(req.bodyErr)
+		return bodyError(closeOnTimeout(req.w, req.r, req.bodyErr))
 	case code == asgiClientGone:
 		return nil
 	default:
@@ -426,6 +426,11 @@ func (req *asgiRequest) readBody() {
 	// release clears req once readerDone is closed: what the last post
 	// needs is read before that.
 	app := req.app
+	var body io.Reader = req.r.Body
+	if t := app.opts.BodyTimeout; t > 0 {
+		// Its own controller: the request goroutine uses req.ctl meanwhile.
+		body = &bodyReader{body: body, ctl: http.NewResponseController(req.w), timeout: t}
+	}
 	for {
 		select {
 		case <-req.wantBody:
@@ -435,7 +440,7 @@ func (req *asgiRequest) readBody() {
 		}
 		n, err := 0, error(nil)
 		for n == 0 && err == nil {
-			n, err = req.r.Body.Read(req.body)
+			n, err = body.Read(req.body)
 		}
 		ev := asgiEvent{kind: evBody, handle: req.handle, data: req.body[:n], flag: err == nil}
 		if err != nil && err != io.EOF {
@@ -473,8 +478,16 @@ func (req *asgiRequest) stopBodyReader() {
 		return
 	default:
 	}
-	_ = req.controller().SetReadDeadline(time.Now())
-	<-req.readerDone
+	// Again until it returns: a read that starts meanwhile arms its own
+	// request_body_timeout deadline over this one.
+	for {
+		_ = req.controller().SetReadDeadline(time.Now())
+		select {
+		case <-req.readerDone:
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // queue hands a command to the request goroutine; it never blocks the loop.

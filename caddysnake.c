@@ -107,6 +107,7 @@ static char *take_error(cs_interp *ci) {
 typedef struct {
 	PyObject *client_disconnected; // OSError subclass: the client went away
 	PyObject *request_body_error;  // OSError subclass: the body could not be read
+	PyObject *request_timeout;     // BaseException subclass: raised in a request over request_timeout
 } module_state;
 
 static module_state *state_of(PyObject *module) {
@@ -271,9 +272,16 @@ static PyObject *read_body(PyObject *mod, PyObject *const *args, Py_ssize_t narg
 		return NULL;
 	}
 	int64_t got;
-	// The body comes from a socket: never wait for it holding the GIL.
+	// The body comes from a socket: never wait for it holding the GIL. The
+	// request's own worker parks meanwhile (lanes.c): a slow uploader must
+	// not hold one of the app's `threads`.
+	cs_job *own = j != NULL && j->handle == h ? j : NULL;
 	Py_BEGIN_ALLOW_THREADS
-	got = go_read(h, PyBytes_AS_STRING(b), (size_t)size, fill);
+	int spawn = own != NULL ? caddysnake_lane_park(own) : 0;
+	got = go_read(h, PyBytes_AS_STRING(b), (size_t)size, fill, spawn);
+	if (own != NULL) {
+		caddysnake_lane_unpark(own);
+	}
 	Py_END_ALLOW_THREADS
 	if (got < 0) {
 		Py_DECREF(b);
@@ -1015,6 +1023,15 @@ static int module_exec(PyObject *m) {
 	    PyModule_AddObjectRef(m, "RequestBodyError", st->request_body_error) < 0) {
 		return -1;
 	}
+	// A BaseException, as mod_wsgi's: `except Exception` in the app must not
+	// swallow it and carry on.
+	st->request_timeout = PyErr_NewExceptionWithDoc(
+	    "_caddysnake.RequestTimeout",
+	    "Raised in a WSGI request's thread when it ran longer than request_timeout.", PyExc_BaseException,
+	    NULL);
+	if (st->request_timeout == NULL || PyModule_AddObjectRef(m, "RequestTimeout", st->request_timeout) < 0) {
+		return -1;
+	}
 	return 0;
 }
 
@@ -1022,6 +1039,7 @@ static int module_traverse(PyObject *m, visitproc visit, void *arg) {
 	module_state *st = state_of(m);
 	Py_VISIT(st->client_disconnected);
 	Py_VISIT(st->request_body_error);
+	Py_VISIT(st->request_timeout);
 	return 0;
 }
 
@@ -1029,6 +1047,7 @@ static int module_clear(PyObject *m) {
 	module_state *st = state_of(m);
 	Py_CLEAR(st->client_disconnected);
 	Py_CLEAR(st->request_body_error);
+	Py_CLEAR(st->request_timeout);
 	return 0;
 }
 
@@ -1521,6 +1540,43 @@ void caddysnake_release_many(cs_interp *ci, PyObject **objs, size_t n) {
 	}
 	ci->ts = PyEval_SaveThread();
 }
+
+// The Python stack of thread ident (caddysnake.wsgi._thread_stack), as a
+// malloc'd string; with the GIL.
+static char *thread_stack(unsigned long ident) {
+	char *out = NULL;
+	PyObject *mod = PyImport_ImportModule("caddysnake.wsgi");
+	PyObject *s = mod != NULL ? PyObject_CallMethod(mod, "_thread_stack", "k", ident) : NULL;
+	const char *u = s != NULL ? PyUnicode_AsUTF8(s) : NULL;
+	out = strdup(u != NULL ? u : "(the stack could not be read)");
+	PyErr_Clear();
+	Py_XDECREF(s);
+	Py_XDECREF(mod);
+	return out;
+}
+
+void caddysnake_job_interrupt(cs_interp *ci, cs_job *j, uintptr_t handle) {
+	PyEval_RestoreThread(ci->ts);
+	// Claimed and raised under this GIL: the worker cannot finish the job
+	// in between (it holds the GIL from its app's return to job_done, which
+	// drops a RequestTimeout that came too late).
+	unsigned long ident = caddysnake_job_claim(j, handle);
+	if (ident != 0) {
+		char *stack = thread_stack(ident);
+		PyObject *mod = PyImport_ImportModule("_caddysnake");
+		PyObject *exc = mod != NULL ? PyObject_GetAttrString(mod, "RequestTimeout") : NULL;
+		if (exc != NULL) {
+			PyThreadState_SetAsyncExc(ident, exc);
+		}
+		PyErr_Clear();
+		Py_XDECREF(exc);
+		Py_XDECREF(mod);
+		caddysnake_job_set_stack(j, stack);
+	}
+	ci->ts = PyEval_SaveThread();
+}
+
+void cs_clear_async_exc(unsigned long ident) { PyThreadState_SetAsyncExc(ident, NULL); }
 
 // ---------------------------------------------------------------- threads
 

@@ -32,10 +32,20 @@ var errStaleHandle = errors.New("request is over (handle used outside its reques
 // go_read fills buf from the request body, stopping early only at its end;
 // with fill == 0 it returns after the first read that yields anything (what
 // readline needs: a line must not wait for more bytes than the client sent).
-// Returns the byte count, or -1 with the cause kept for go_error.
+// Each read waits at most request_body_timeout for the next bytes. spawn:
+// worker threads to start first, because the calling worker parked for
+// this read (lanes.c, caddysnake_lane_park). Returns the byte count, or -1
+// with the cause kept for go_error.
 //
 //export go_read
-func go_read(h C.uintptr_t, buf *C.char, n C.size_t, fill C.int) C.int64_t {
+func go_read(h C.uintptr_t, buf *C.char, n C.size_t, fill C.int, spawn C.int) C.int64_t {
+	if spawn > 0 {
+		// By slot, not request: the lane counted them even if the request
+		// is being written off this instant.
+		if w := workerOf(uintptr(h)); w != nil {
+			w.pool.spawn(int(spawn))
+		}
+	}
 	req := requestOf(uintptr(h))
 	if req == nil {
 		return -1
@@ -44,16 +54,24 @@ func go_read(h C.uintptr_t, buf *C.char, n C.size_t, fill C.int) C.int64_t {
 		return 0
 	}
 	p := unsafe.Slice((*byte)(unsafe.Pointer(buf)), int(n))
+	var body io.Reader = req.r.Body
+	if t := req.app.opts.BodyTimeout; t > 0 {
+		if req.bodyCtl == nil {
+			req.bodyCtl = http.NewResponseController(req.w)
+		}
+		body = &bodyReader{body: body, ctl: req.bodyCtl, timeout: t}
+	}
 	got := 0
 	for got < len(p) {
-		m, err := req.r.Body.Read(p[got:])
+		m, err := body.Read(p[got:])
 		got += m
 		if err == io.EOF || (fill == 0 && got > 0 && err == nil) {
 			break
 		}
 		if err != nil {
-			// Kept so Serve can answer 400/413 instead of 500 when the app
-			// fails because of it (a truncated or malformed chunked body).
+			// Kept so Serve can answer 400/408/413 instead of 500 when the
+			// app fails because of it (a truncated or malformed chunked
+			// body, a client that stopped sending).
 			req.bodyErr = err
 			req.lastErr = err.Error()
 			return -1

@@ -185,6 +185,19 @@ func (s *spreadApp) Close() {
 	wg.Wait()
 }
 
+// Abandon gives up on every instance's requests at once.
+func (s *spreadApp) Abandon() {
+	var wg sync.WaitGroup
+	for _, in := range s.insts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			in.Abandon()
+		}()
+	}
+	wg.Wait()
+}
+
 // loadInstances loads an app into the main interpreter (n == 0) or into n
 // new sub-interpreters at once (imports run in parallel, each under its
 // own GIL). load owns the interpreter it is given: on failure it must have

@@ -78,7 +78,9 @@ type ASGIOptions struct {
 	StartupTimeout  time.Duration
 	ShutdownTimeout time.Duration
 	WSMaxMessage    int64 // bytes; a larger incoming message closes with 1009
-	BodyTimeout     time.Duration // request_body_timeout; 0: off
+
+	// request_body_timeout: how long a body read may wait; 0: off.
+	BodyTimeout time.Duration
 }
 
 // ASGIApp is one imported ASGI app and the event loop that runs it.

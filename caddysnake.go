@@ -220,11 +220,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		fields = []zap.Field{zap.String("lifespan", opts.Lifespan), zap.String("loop", opts.Loop)}
 	} else {
 		opts := WSGIOptions{
-			Target:     h.ModuleWSGI,
-			WorkingDir: h.WorkingDir,
-			Venv:       h.Venv,
-			Threads:    cmp.Or(h.Threads, DefaultThreads),
-			MaxWait:    cmp.Or(time.Duration(h.MaxWait), DefaultMaxWait),
+			Target:      h.ModuleWSGI,
+			WorkingDir:  h.WorkingDir,
+			Venv:        h.Venv,
+			Threads:     cmp.Or(h.Threads, DefaultThreads),
+			MaxWait:     cmp.Or(time.Duration(h.MaxWait), DefaultMaxWait),
 			Timeout:     resolveTimeout(h.RequestTimeout, DefaultRequestTimeout),
 			BodyTimeout: resolveTimeout(h.RequestBodyTimeout, DefaultRequestBodyTimeout),
 		}

@@ -42,11 +42,11 @@ type WSGIApp struct {
 
 // WSGIOptions says what to import and how to run it.
 type WSGIOptions struct {
-	Target     string // "module:attribute"
-	WorkingDir string
-	Venv       string
-	Threads    int
-	MaxWait    time.Duration
+	Target      string // "module:attribute"
+	WorkingDir  string
+	Venv        string
+	Threads     int
+	MaxWait     time.Duration
 	Timeout     time.Duration // request_timeout; 0: off
 	BodyTimeout time.Duration // request_body_timeout; 0: off
 }
@@ -94,7 +94,7 @@ type wsgiRequest struct {
 	bodyErr     error  // why reading the body failed, if it did
 	lastErr     string // message for the exception C raises
 	ctl         *http.ResponseController
-	refused     bool // Go refused the app's headers (a bridge bug)
+	refused     bool                     // Go refused the app's headers (a bridge bug)
 	bodyCtl     *http.ResponseController // go_read's, for the body's read deadline
 	// request_timeout (timeouts.go): RequestTimeout was raised in the
 	// request's thread; the thread was written off (lost); the Python stack

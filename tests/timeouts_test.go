@@ -2,6 +2,7 @@ package tests
 
 import (
 	"bufio"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -161,4 +162,56 @@ func TestRequestBodyTimeout408(t *testing.T) {
 		})
 	}
 	c.get(t, "/ok", 200)
+}
+
+// request_body_timeout over HTTP/2 (a stream's read deadline): a body that
+// stops arriving gets 408, WSGI and ASGI, while the connection serves on.
+func TestRequestBodyTimeoutHTTP2(t *testing.T) {
+	c := startCaddy(t, `https://127.0.0.1:{{PORT}} {
+	tls internal
+	handle_path /asgi/* {
+		python {
+			module_asgi "asgi_raw:app"
+			working_dir {{APPS}}
+			request_body_timeout 1s
+		}
+	}
+	python {
+		module_wsgi "wsgi_stuck:app"
+		working_dir {{APPS}}
+		request_body_timeout 1s
+	}
+}
+`, siteOpts{tls: true})
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, ForceAttemptHTTP2: true}}
+	defer client.CloseIdleConnections()
+	base := "https://" + c.Addr()
+	getOnceCertReady(t, client, base+"/ok").Body.Close()
+	for _, path := range []string{"/upload", "/asgi/echo"} {
+		for _, length := range []int64{10, -1} { // preloaded, streamed
+			pr, pw := io.Pipe()
+			req, _ := http.NewRequest("POST", base+path, pr)
+			req.ContentLength = length
+			go pw.Write([]byte("abc")) // then nothing more
+			t0 := time.Now()
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Errorf("%s (length %d): %v", path, length, err)
+				pw.Close()
+				continue
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			pw.Close()
+			if took := time.Since(t0); resp.ProtoMajor != 2 || resp.StatusCode != http.StatusRequestTimeout || took > 4*time.Second {
+				t.Errorf("%s (length %d): %s %d after %v, want HTTP/2 408 after about 1s", path, length, resp.Proto, resp.StatusCode, took)
+			}
+		}
+	}
+	if resp, err := client.Get(base + "/ok"); err != nil || resp.StatusCode != 200 {
+		t.Errorf("GET /ok after the timeouts: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
 }

@@ -1557,21 +1557,21 @@ static char *thread_stack(unsigned long ident) {
 
 void caddysnake_job_interrupt(cs_interp *ci, cs_job *j, uintptr_t handle) {
 	PyEval_RestoreThread(ci->ts);
-	// Claimed and raised under this GIL: the worker cannot finish the job
-	// in between (it holds the GIL from its app's return to job_done, which
-	// drops a RequestTimeout that came too late).
-	unsigned long ident = caddysnake_job_claim(j, handle);
+	// With a GIL, the worker cannot move on while this runs: the stack is
+	// where it is stuck, and the job it is raised in is the one claimed.
+	unsigned long ident = caddysnake_job_ident(j, handle);
 	if (ident != 0) {
 		char *stack = thread_stack(ident);
 		PyObject *mod = PyImport_ImportModule("_caddysnake");
 		PyObject *exc = mod != NULL ? PyObject_GetAttrString(mod, "RequestTimeout") : NULL;
-		if (exc != NULL) {
-			PyThreadState_SetAsyncExc(ident, exc);
-		}
 		PyErr_Clear();
+		if (exc != NULL && caddysnake_job_claim(j, handle, exc)) {
+			caddysnake_job_set_stack(j, stack);
+		} else {
+			free(stack);
+		}
 		Py_XDECREF(exc);
 		Py_XDECREF(mod);
-		caddysnake_job_set_stack(j, stack);
 	}
 	ci->ts = PyEval_SaveThread();
 }

@@ -573,13 +573,22 @@ static int job_done(cs_lane *l, cs_job *j, int rc, int gil) {
 		cs_clear_async_exc(j->ident);
 	}
 	if (j->abandoned) {
-		// Go answered the client and forgot j: nobody else holds it.
+		// Go answered the client and forgot j, but a late interrupt may
+		// still look at it (caddysnake_job_claim): its buffers go, the
+		// struct stays (a few hundred bytes per thread written off).
 		unready_locked(l, j);
 		pthread_mutex_unlock(&l->mu);
-		if (gil) {
+		if (gil && j->out != NULL) {
 			Py_CLEAR(j->out->body_obj);
 		}
-		caddysnake_job_free(j);
+		caddysnake_out_free(j->out);
+		j->out = NULL;
+		free(j->buf);
+		free(j->ends);
+		free(j->body);
+		j->buf = j->body = NULL;
+		j->ends = NULL;
+		cs_swapbuf_free(&j->frames);
 		return 1;
 	}
 	j->state = JOB_DONE;
@@ -940,7 +949,7 @@ int64_t caddysnake_job_running_since(cs_job *j, uintptr_t handle) {
 	return since;
 }
 
-unsigned long caddysnake_job_claim(cs_job *j, uintptr_t handle) {
+unsigned long caddysnake_job_ident(cs_job *j, uintptr_t handle) {
 	cs_lane *l = j->lane;
 	unsigned long ident = 0;
 	if (l == NULL) {
@@ -948,11 +957,25 @@ unsigned long caddysnake_job_claim(cs_job *j, uintptr_t handle) {
 	}
 	pthread_mutex_lock(&l->mu);
 	if (j->state == JOB_RUNNING && j->handle == handle && !j->abandoned) {
-		j->interrupted = 1;
 		ident = j->ident;
 	}
 	pthread_mutex_unlock(&l->mu);
 	return ident;
+}
+
+int caddysnake_job_claim(cs_job *j, uintptr_t handle, PyObject *exc) {
+	cs_lane *l = j->lane;
+	int raised = 0;
+	pthread_mutex_lock(&l->mu);
+	// Raised under mu, which job_done takes before it clears a pending
+	// exception: it lands in this job or is dropped, never in the next one
+	// (also without a GIL). Lock order: mu, then CPython's thread list.
+	if (j->state == JOB_RUNNING && j->handle == handle && !j->abandoned) {
+		j->interrupted = 1;
+		raised = PyThreadState_SetAsyncExc(j->ident, exc) == 1;
+	}
+	pthread_mutex_unlock(&l->mu);
+	return raised;
 }
 
 void caddysnake_job_set_stack(cs_job *j, char *stack) {

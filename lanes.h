@@ -149,10 +149,12 @@ void caddysnake_lane_unpark(cs_job *j);
 int64_t caddysnake_job_running_since(cs_job *j, uintptr_t handle);
 int64_t caddysnake_now_ns(void);
 
-// With the GIL of j's interpreter: if j still runs the request handle
-// names, marks it interrupted and returns its thread's Python id (for
-// PyThreadState_SetAsyncExc); 0 if it does not.
-unsigned long caddysnake_job_claim(cs_job *j, uintptr_t handle);
+// The Python thread id of j's worker if j runs the request handle names,
+// else 0.
+unsigned long caddysnake_job_ident(cs_job *j, uintptr_t handle);
+// Attached to j's interpreter: if j still runs the request handle names,
+// marks it interrupted and raises exc in its thread (1), else 0.
+int caddysnake_job_claim(cs_job *j, uintptr_t handle, PyObject *exc);
 // On ci's owner thread (Go's interpreter.do): if j still runs the request
 // handle names, raises caddysnake.RequestTimeout in its thread, keeping the
 // Python stack it was in (caddysnake_job_interrupted hands it out).

@@ -85,10 +85,11 @@ func go_read(h C.uintptr_t, buf *C.char, n C.size_t, fill C.int, spawn C.int) C.
 //
 //export go_write
 func go_write(h C.uintptr_t, status C.int, hdrs *C.cs_str, nhdrs C.size_t, data *C.char, n C.size_t, flush C.int) C.int {
-	req := requestOf(uintptr(h))
+	req := enterWriting(uintptr(h))
 	if req == nil {
 		return goClientGone
 	}
+	defer req.writing.Add(-1)
 	if status != 0 {
 		if rc := req.sendHeaders(int(status), hdrs, nhdrs); rc != 0 {
 			return rc
@@ -116,10 +117,11 @@ func go_write(h C.uintptr_t, status C.int, hdrs *C.cs_str, nhdrs C.size_t, data 
 //
 //export go_sendfile
 func go_sendfile(h C.uintptr_t, status C.int, hdrs *C.cs_str, nhdrs C.size_t, fd C.int, offset C.longlong, count C.longlong) C.int64_t {
-	req := requestOf(uintptr(h))
+	req := enterWriting(uintptr(h))
 	if req == nil {
 		return goClientGone
 	}
+	defer req.writing.Add(-1)
 	if status != 0 {
 		if rc := req.sendHeaders(int(status), hdrs, nhdrs); rc != 0 {
 			return C.int64_t(rc)
@@ -178,6 +180,27 @@ func (req *wsgiRequest) writeHeader(status, n int, pair func(i int) (name, value
 func (req *wsgiRequest) gone(err error) C.int {
 	req.lastErr = err.Error()
 	return goClientGone
+}
+
+// enterWriting is requestOf for a callback that writes to the client:
+// while it runs, the request is not written off (timeouts.go), since its
+// handler must not return while another thread writes to its connection.
+// The caller must req.writing.Add(-1) when done.
+func enterWriting(h uintptr) *wsgiRequest {
+	w := workerOf(h)
+	if w == nil {
+		return nil
+	}
+	req := w.cur.Load()
+	if req == nil {
+		return nil
+	}
+	req.writing.Add(1)
+	if w.cur.Load() != req { // written off meanwhile (writeOff clears cur first)
+		req.writing.Add(-1)
+		return nil
+	}
+	return req
 }
 
 // go_error copies the message of the last failure on handle h into buf

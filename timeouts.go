@@ -60,11 +60,10 @@ type timing struct {
 	// Request goroutine only.
 	lost bool
 
-	// The watcher's own: the run it saw, when it interrupted that run
-	// (zero: not yet), and whether it wrote it off.
+	// The watcher's own: the run it saw, and when it interrupted that run
+	// (zero: not yet).
 	seen          uint64
 	interruptedAt time.Time
-	wroteOff      bool
 }
 
 // watchState is a pool's watcher.
@@ -149,7 +148,7 @@ func (p *pool) scan(now time.Time, abandoning bool) {
 			continue
 		}
 		if w.seen != mark {
-			w.seen, w.interruptedAt, w.wroteOff = mark, time.Time{}, false
+			w.seen, w.interruptedAt = mark, time.Time{}
 		}
 		if w.interruptedAt.IsZero() {
 			since := p.runningSince(w, mark)
@@ -159,8 +158,9 @@ func (p *pool) scan(now time.Time, abandoning bool) {
 			}
 			continue
 		}
-		if !w.wroteOff && now.Sub(w.interruptedAt) >= timeoutGrace {
-			w.wroteOff = true
+		if now.Sub(w.interruptedAt) >= timeoutGrace {
+			// Every tick until it is over: collect may have to wait for a
+			// write in progress (writeOff).
 			w.writeOff.Store(mark)
 			nudge(w.news) // collect acts on it
 		}
@@ -204,9 +204,18 @@ func (p *pool) interrupt(w *worker, mark uint64) {
 // meanwhile. The lost thread is counted out of p.threads and replaced.
 func (req *wsgiRequest) writeOff(w *worker) bool {
 	p := req.app.pool
+	// Callbacks stop finding the request first; one that already writes to
+	// the client (a long sendfile) keeps it: the handler must not return
+	// under it. Its thread comes back when the write ends or fails.
+	w.cur.Store(nil)
+	if req.writing.Load() > 0 {
+		w.cur.Store(req)
+		return false
+	}
 	var spawn C.int
 	var stack *C.char
 	if C.caddysnake_lane_abandon(p.lane, w.job, &spawn, &stack) == 0 {
+		w.cur.Store(req)
 		return false
 	}
 	w.lost = true
@@ -275,6 +284,14 @@ func (a *WSGIApp) timedOut(req *wsgiRequest, rc int) error {
 	// A thread written off may still be inside a callback that holds req:
 	// it is left to the garbage collector, not reused.
 	lost, headersSent := req.lost, req.headersSent
+	if lost {
+		// Its thread may be waiting for body bytes: cut that wait (best
+		// effort) so the connection is not held up closing, and close it.
+		_ = http.NewResponseController(req.w).SetReadDeadline(time.Now())
+		if req.r.ProtoMajor == 1 && !headersSent {
+			req.w.Header().Set("Connection", "close")
+		}
+	}
 	if !lost {
 		*req = wsgiRequest{}
 		requestPool.Put(req)

@@ -14,6 +14,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -102,6 +103,7 @@ type wsgiRequest struct {
 	interrupted bool
 	lost        bool
 	stack       string
+	writing     atomic.Int32 // go_write / go_sendfile calls in progress
 }
 
 var requestPool = sync.Pool{New: func() any { return new(wsgiRequest) }}
@@ -200,7 +202,9 @@ func (req *wsgiRequest) run(w *worker) (int, error) {
 	if req.lost {
 		return rc, nil
 	}
-	req.interruptedJob(w)
+	if w.job.interrupted != 0 { // final now: the job finished (a plain read, no cgo call)
+		req.interruptedJob(w)
+	}
 	if out := w.job.out; out.n > 0 && !req.sendWhole(out) {
 		rc = wsgiBridgeError
 	}

@@ -296,3 +296,18 @@ func TestCaddyfileTimeouts(t *testing.T) {
 		t.Errorf("got %v", err)
 	}
 }
+
+// Abandon with nothing in flight returns at once (stop is not held up by
+// the grace for nothing).
+func TestAbandonIdleReturnsAtOnce(t *testing.T) {
+	testdata, _ := filepath.Abs("testdata")
+	h := &Handler{ModuleWSGI: "unit_app:hello", WorkingDir: testdata, Threads: 1}
+	if err := provision(t, h); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	h.app.Abandon()
+	if took := time.Since(start); took > 600*time.Millisecond {
+		t.Errorf("Abandon of an idle app took %v", took)
+	}
+}

@@ -560,7 +560,8 @@ static void flush_held(cs_lane *l) {
 
 // The job is over: its frames and rc are final. The worker must not touch
 // j afterwards (Go reuses it once it has taken everything). With the GIL.
-// Returns 1 if Go wrote the job off: the worker freed it and must leave.
+// Returns 1 if Go wrote the job off: the worker dropped what the job held
+// and must leave (it was replaced).
 // gil: whether the caller holds it (not on the out-of-memory path, where
 // the job never ran: nothing to clear or drop).
 static int job_done(cs_lane *l, cs_job *j, int rc, int gil) {

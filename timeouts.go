@@ -120,8 +120,8 @@ func (p *pool) watchLoop() {
 		}
 		now := time.Now()
 		abandoning := !writeOffAt.IsZero()
-		p.scan(now, abandoning)
-		if abandoning && now.After(writeOffAt) {
+		running := p.scan(now, abandoning)
+		if abandoning && (running == 0 || now.After(writeOffAt)) {
 			select {
 			case <-p.watch.graceOver:
 			default:
@@ -132,11 +132,12 @@ func (p *pool) watchLoop() {
 }
 
 // scan interrupts the requests that ran too long (all of them once
-// abandoning) and writes off those whose grace is over.
-func (p *pool) scan(now time.Time, abandoning bool) {
+// abandoning) and writes off those whose grace is over. Returns how many
+// requests hold a slot (queued or running).
+func (p *pool) scan(now time.Time, abandoning bool) (running int) {
 	tp := workers.table.Load()
 	if tp == nil {
-		return
+		return 0
 	}
 	nowNs := int64(C.caddysnake_now_ns())
 	for _, w := range *tp {
@@ -147,6 +148,7 @@ func (p *pool) scan(now time.Time, abandoning bool) {
 		if mark == 0 {
 			continue
 		}
+		running++
 		if w.seen != mark {
 			w.seen, w.interruptedAt = mark, time.Time{}
 		}
@@ -165,6 +167,7 @@ func (p *pool) scan(now time.Time, abandoning bool) {
 			nudge(w.news) // collect acts on it
 		}
 	}
+	return running
 }
 
 // runningSince is when w's job started running request mark (C's clock),

@@ -100,8 +100,8 @@ type Handler struct {
 	// so the app keeps its capacity. ASGI cancels the task. The client gets
 	// 504 Gateway Timeout if nothing was sent yet, else the response is
 	// aborted; the log names the request and the Python stack it was stuck
-	// in. Streams that may run longer (server-sent events) need a larger
-	// value. Default: 60s, the upstream timeout of common proxies (nginx's
+	// in. Streams that may run longer (server-sent events) and long uploads
+	// or downloads need a larger value: waiting for the client counts too. Default: 60s, the upstream timeout of common proxies (nginx's
 	// proxy_read_timeout): a request that takes longer is almost always
 	// stuck, and work that long belongs in a task queue. A negative value
 	// (Caddyfile: off or 0) disables it.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -213,5 +214,44 @@ func TestRequestBodyTimeoutHTTP2(t *testing.T) {
 		t.Errorf("GET /ok after the timeouts: %v %v", resp, err)
 	} else {
 		resp.Body.Close()
+	}
+}
+
+// A thread written off that comes back later (time.sleep(3) past
+// request_timeout 1s and the grace) unwinds, drops its job and exits: the
+// app keeps serving, and the process is left with no more threads than
+// before, round after round.
+func TestWrittenOffThreadComesBackAndRetires(t *testing.T) {
+	c := startCaddy(t, pySite("http://127.0.0.1:{{PORT}}", "wsgi_stuck:app", "threads 2", "request_timeout 1s"))
+	threadsNow := func() int {
+		n, _ := strconv.Atoi(c.procStatus(t, "Threads"))
+		return n
+	}
+	c.get(t, "/ok", 200)
+	var before int
+	for round := 0; round < 3; round++ {
+		var wg sync.WaitGroup
+		for i := 0; i < 2; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if status, _, err := c.fetch("GET", "/nap", nil); err != nil || status != http.StatusGatewayTimeout {
+					t.Errorf("/nap: %d %v, want 504", status, err)
+				}
+			}()
+		}
+		wg.Wait()
+		time.Sleep(2500 * time.Millisecond) // the naps end; the lost threads come back
+		for i := 0; i < 20; i++ {
+			c.get(t, "/ok", 200)
+		}
+		if round == 0 {
+			before = threadsNow()
+		} else if n := threadsNow(); n > before+2 {
+			t.Errorf("round %d: %d threads, after round 0: %d (written-off threads do not exit)", round, n, before)
+		}
+	}
+	if strings.Contains(c.Log(), "panic") {
+		t.Errorf("panic in the log:\n%s", c.Log())
 	}
 }

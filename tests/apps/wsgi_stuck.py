@@ -30,6 +30,10 @@ def app(environ, start_response):
         wait_forever()
     elif path == "/sleep":
         sleep_forever()
+    elif path == "/nap":
+        time.sleep(3)  # in C past request_timeout 1s + grace, then back
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"a" * 100_000]  # would be sent from the object (lanes.c kept bodies)
     elif path == "/stream":
         return stream_then_stick(start_response)
     elif path == "/upload":

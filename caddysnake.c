@@ -1715,6 +1715,28 @@ static int send_whole(uintptr_t handle, PyObject *res, cs_out *out) {
 	return rc;
 }
 
+// With an exception set: if it is caddysnake.RequestTimeout, clears it and
+// returns 1; else leaves it set and returns 0. Only on serve()'s failure
+// path, so the import costs a request nothing.
+static int took_request_timeout(void) {
+	PyObject *type, *value, *tb;
+	PyErr_Fetch(&type, &value, &tb);
+	PyObject *mod = PyImport_ImportModule("_caddysnake");
+	PyObject *cls = mod != NULL ? PyObject_GetAttrString(mod, "RequestTimeout") : NULL;
+	PyErr_Clear();
+	int match = cls != NULL && type != NULL && PyErr_GivenExceptionMatches(type, cls);
+	Py_XDECREF(cls);
+	Py_XDECREF(mod);
+	if (match) {
+		Py_XDECREF(type);
+		Py_XDECREF(value);
+		Py_XDECREF(tb);
+		return 1;
+	}
+	PyErr_Restore(type, value, tb);
+	return 0;
+}
+
 int cs_wsgi_serve(cs_interp *ci, PyObject *app, uintptr_t handle, const char *buf, const int32_t *ends,
                   int n, cs_out *out) {
 	out->n = 0;
@@ -1744,6 +1766,12 @@ int cs_wsgi_serve(cs_interp *ci, PyObject *app, uintptr_t handle, const char *bu
 	goto done;
 fail:
 	rc = -1;
+	if (took_request_timeout()) {
+		// request_timeout's exception landed in serve()'s own handling (an
+		// asynchronous exception fires at any bytecode): the app failed.
+		rc = 1; // wsgi.py's APP_ERROR; Go answers from what it sent
+		goto done;
+	}
 	{
 		// serve() never raises on purpose; this is a bug in the bridge itself.
 		char *msg = take_error(ci);

@@ -208,11 +208,13 @@ func (p *pool) interrupt(w *worker, mark uint64) {
 func (req *wsgiRequest) writeOff(w *worker) bool {
 	p := req.app.pool
 	// Callbacks stop finding the request first; one that already writes to
-	// the client (a long sendfile) keeps it: the handler must not return
-	// under it. Its thread comes back when the write ends or fails.
+	// the client (a long sendfile to a client that stopped reading) keeps
+	// it, since the handler must not return under it: the write is made to
+	// fail instead, and its thread comes back with RequestTimeout pending.
 	w.cur.Store(nil)
 	if req.writing.Load() > 0 {
 		w.cur.Store(req)
+		_ = http.NewResponseController(req.w).SetWriteDeadline(time.Now())
 		return false
 	}
 	var spawn C.int

@@ -255,3 +255,28 @@ func TestWrittenOffThreadComesBackAndRetires(t *testing.T) {
 		t.Errorf("panic in the log:\n%s", c.Log())
 	}
 }
+
+// A response sent with sendfile to a client that stopped reading holds its
+// worker thread inside the write: over request_timeout the write is made
+// to fail, the response is aborted (never complete) and the one thread
+// serves again.
+func TestRequestTimeoutCutsWriteToStalledClient(t *testing.T) {
+	c := startCaddy(t, pySite("http://127.0.0.1:{{PORT}}", "wsgi_stuck:app", "threads 1", "request_timeout 1s", "max_wait 10s"))
+	c.get(t, "/ok", 200)
+	conn := dial(t, c.Addr())
+	defer conn.Close()
+	fmt.Fprintf(conn, "GET /bigfile HTTP/1.1\r\nHost: %s\r\n\r\n", c.Addr())
+	time.Sleep(4 * time.Second) // not reading meanwhile: 64 MiB do not fit in socket buffers
+	t0 := time.Now()
+	status, _, err := c.fetch("GET", "/ok", nil)
+	if took := time.Since(t0); err != nil || status != 200 || took > time.Second {
+		t.Errorf("GET /ok with the only thread writing to a stalled client: %d after %v (%v)", status, took, err)
+	}
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	n, err := io.Copy(io.Discard, conn)
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Errorf("the stalled response was not cut (read %d bytes, then nothing)", n)
+	} else if n >= 64<<20 {
+		t.Errorf("the whole file arrived (%d bytes): the response was not aborted", n)
+	}
+}

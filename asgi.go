@@ -85,6 +85,8 @@ type ASGIOptions struct {
 	// or an aborted response); streaming responses and WebSockets are
 	// exempt once they stream. 0: no limit.
 	RequestTimeout time.Duration
+	// request_body_timeout: how long a body read may wait; 0: off.
+	BodyTimeout time.Duration
 }
 
 // ASGIApp is one imported ASGI app and the event loop that runs it.

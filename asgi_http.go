@@ -114,12 +114,12 @@ func (a *ASGIApp) Serve(w http.ResponseWriter, r *http.Request) error {
 			if body = (*C.char)(C.malloc(C.size_t(max(bodyLen, 1)))); body == nil {
 				return caddyhttp.Error(http.StatusServiceUnavailable, errBodyMemory)
 			}
-			if err := readPreload(r, body, bodyLen); err != nil {
+			if err := readPreload(w, r, body, bodyLen, a.opts.BodyTimeout); err != nil {
 				C.free(unsafe.Pointer(body))
 				if r.ProtoMajor == 1 {
 					closeAfterResponse(w) // see bodyend.go
 				}
-				return bodyError(err)
+				return bodyError(closeOnTimeout(w, r, err))
 			}
 			req.preloaded, req.bodyEOF = true, true
 		}
@@ -598,7 +598,7 @@ func (req *asgiRequest) finish(code int) error {
 		// so the client cannot take the short response for a whole one.
 		panic(http.ErrAbortHandler)
 	case req.bodyErr != nil:
-		return bodyError(req.bodyErr)
+		return bodyError(closeOnTimeout(req.w, req.r, req.bodyErr))
 	case code == asgiClientGone:
 		return nil
 	default:
@@ -625,6 +625,11 @@ func (req *asgiRequest) readBody() {
 	// release clears req once readerDone is closed: what the last post
 	// needs is read before that.
 	app := req.app
+	var body io.Reader = req.r.Body
+	if t := app.opts.BodyTimeout; t > 0 {
+		// Its own controller: the request goroutine uses req.ctl meanwhile.
+		body = &bodyReader{body: body, ctl: http.NewResponseController(req.w), timeout: t}
+	}
 	for {
 		select {
 		case <-req.wantBody:
@@ -634,7 +639,7 @@ func (req *asgiRequest) readBody() {
 		}
 		n, err := 0, error(nil)
 		for n == 0 && err == nil {
-			n, err = req.r.Body.Read(req.body)
+			n, err = body.Read(req.body)
 		}
 		ev := asgiEvent{kind: evBody, handle: req.handle, data: req.body[:n], flag: err == nil}
 		if err != nil && err != io.EOF {
@@ -673,8 +678,16 @@ func (req *asgiRequest) stopBodyReader() {
 		return
 	default:
 	}
-	_ = req.controller().SetReadDeadline(time.Now())
-	<-req.readerDone
+	// Again until it returns: a read that starts meanwhile arms its own
+	// request_body_timeout deadline over this one.
+	for {
+		_ = req.controller().SetReadDeadline(time.Now())
+		select {
+		case <-req.readerDone:
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // queue hands a command to the request goroutine; it never blocks the loop.

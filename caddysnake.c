@@ -109,6 +109,7 @@ static char *take_error(cs_interp *ci) {
 typedef struct {
 	PyObject *client_disconnected; // OSError subclass: the client went away
 	PyObject *request_body_error;  // OSError subclass: the body could not be read
+	PyObject *request_timeout;     // BaseException subclass: raised in a request over request_timeout
 } module_state;
 
 static module_state *state_of(PyObject *module) {
@@ -273,9 +274,16 @@ static PyObject *read_body(PyObject *mod, PyObject *const *args, Py_ssize_t narg
 		return NULL;
 	}
 	int64_t got;
-	// The body comes from a socket: never wait for it holding the GIL.
+	// The body comes from a socket: never wait for it holding the GIL. The
+	// request's own worker parks meanwhile (lanes.c): a slow uploader must
+	// not hold one of the app's `threads`.
+	cs_job *own = j != NULL && j->handle == h ? j : NULL;
 	Py_BEGIN_ALLOW_THREADS
-	got = go_read(h, PyBytes_AS_STRING(b), (size_t)size, fill);
+	int spawn = own != NULL ? caddysnake_lane_park(own) : 0;
+	got = go_read(h, PyBytes_AS_STRING(b), (size_t)size, fill, spawn);
+	if (own != NULL) {
+		caddysnake_lane_unpark(own);
+	}
 	Py_END_ALLOW_THREADS
 	if (got < 0) {
 		Py_DECREF(b);
@@ -1018,6 +1026,15 @@ static int module_exec(PyObject *m) {
 	    PyModule_AddObjectRef(m, "RequestBodyError", st->request_body_error) < 0) {
 		return -1;
 	}
+	// A BaseException, as mod_wsgi's: `except Exception` in the app must not
+	// swallow it and carry on.
+	st->request_timeout = PyErr_NewExceptionWithDoc(
+	    "_caddysnake.RequestTimeout",
+	    "Raised in a WSGI request's thread when it ran longer than request_timeout.", PyExc_BaseException,
+	    NULL);
+	if (st->request_timeout == NULL || PyModule_AddObjectRef(m, "RequestTimeout", st->request_timeout) < 0) {
+		return -1;
+	}
 	return 0;
 }
 
@@ -1025,6 +1042,7 @@ static int module_traverse(PyObject *m, visitproc visit, void *arg) {
 	module_state *st = state_of(m);
 	Py_VISIT(st->client_disconnected);
 	Py_VISIT(st->request_body_error);
+	Py_VISIT(st->request_timeout);
 	return 0;
 }
 
@@ -1032,6 +1050,7 @@ static int module_clear(PyObject *m) {
 	module_state *st = state_of(m);
 	Py_CLEAR(st->client_disconnected);
 	Py_CLEAR(st->request_body_error);
+	Py_CLEAR(st->request_timeout);
 	return 0;
 }
 
@@ -1559,6 +1578,43 @@ void caddysnake_release_many(cs_interp *ci, PyObject **objs, size_t n) {
 	ci->ts = PyEval_SaveThread();
 }
 
+// The Python stack of thread ident (caddysnake.wsgi._thread_stack), as a
+// malloc'd string; with the GIL.
+static char *thread_stack(unsigned long ident) {
+	char *out = NULL;
+	PyObject *mod = PyImport_ImportModule("caddysnake.wsgi");
+	PyObject *s = mod != NULL ? PyObject_CallMethod(mod, "_thread_stack", "k", ident) : NULL;
+	const char *u = s != NULL ? PyUnicode_AsUTF8(s) : NULL;
+	out = strdup(u != NULL ? u : "(the stack could not be read)");
+	PyErr_Clear();
+	Py_XDECREF(s);
+	Py_XDECREF(mod);
+	return out;
+}
+
+void caddysnake_job_interrupt(cs_interp *ci, cs_job *j, uintptr_t handle) {
+	PyEval_RestoreThread(ci->ts);
+	// With a GIL, the worker cannot move on while this runs: the stack is
+	// where it is stuck, and the job it is raised in is the one claimed.
+	unsigned long ident = caddysnake_job_ident(j, handle);
+	if (ident != 0) {
+		char *stack = thread_stack(ident);
+		PyObject *mod = PyImport_ImportModule("_caddysnake");
+		PyObject *exc = mod != NULL ? PyObject_GetAttrString(mod, "RequestTimeout") : NULL;
+		PyErr_Clear();
+		if (exc != NULL && caddysnake_job_claim(j, handle, exc)) {
+			caddysnake_job_set_stack(j, stack);
+		} else {
+			free(stack);
+		}
+		Py_XDECREF(exc);
+		Py_XDECREF(mod);
+	}
+	ci->ts = PyEval_SaveThread();
+}
+
+void cs_clear_async_exc(unsigned long ident) { PyThreadState_SetAsyncExc(ident, NULL); }
+
 // ---------------------------------------------------------------- threads
 
 PyThreadState *caddysnake_thread_new(cs_interp *ci) {
@@ -1696,6 +1752,28 @@ static int send_whole(uintptr_t handle, PyObject *res, cs_out *out) {
 	return rc;
 }
 
+// With an exception set: if it is caddysnake.RequestTimeout, clears it and
+// returns 1; else leaves it set and returns 0. Only on serve()'s failure
+// path, so the import costs a request nothing.
+static int took_request_timeout(void) {
+	PyObject *type, *value, *tb;
+	PyErr_Fetch(&type, &value, &tb);
+	PyObject *mod = PyImport_ImportModule("_caddysnake");
+	PyObject *cls = mod != NULL ? PyObject_GetAttrString(mod, "RequestTimeout") : NULL;
+	PyErr_Clear();
+	int match = cls != NULL && type != NULL && PyErr_GivenExceptionMatches(type, cls);
+	Py_XDECREF(cls);
+	Py_XDECREF(mod);
+	if (match) {
+		Py_XDECREF(type);
+		Py_XDECREF(value);
+		Py_XDECREF(tb);
+		return 1;
+	}
+	PyErr_Restore(type, value, tb);
+	return 0;
+}
+
 int cs_wsgi_serve(cs_interp *ci, PyObject *app, uintptr_t handle, const char *buf, const int32_t *ends,
                   int n, cs_out *out) {
 	out->n = 0;
@@ -1725,6 +1803,12 @@ int cs_wsgi_serve(cs_interp *ci, PyObject *app, uintptr_t handle, const char *bu
 	goto done;
 fail:
 	rc = -1;
+	if (took_request_timeout()) {
+		// request_timeout's exception landed in serve()'s own handling (an
+		// asynchronous exception fires at any bytecode): the app failed.
+		rc = 1; // wsgi.py's APP_ERROR; Go answers from what it sent
+		goto done;
+	}
 	{
 		// serve() never raises on purpose; this is a bug in the bridge itself.
 		char *msg = take_error(ci);

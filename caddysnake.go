@@ -46,6 +46,8 @@ func init() {
 //		venv        /srv/app/.venv
 //		threads     16                       # WSGI
 //		max_wait    30s                      # WSGI
+//		request_timeout      60s             # or off
+//		request_body_timeout 30s             # or off
 //		lifespan    auto                     # ASGI: on | off | auto
 //		loop        asyncio                  # ASGI: asyncio | uvloop | auto
 //		interpreters 2                       # own-GIL sub-interpreters (3.12+)
@@ -90,6 +92,31 @@ type Handler struct {
 	// after that it is answered 503 Service Unavailable. Default: 30s.
 	MaxWait caddy.Duration `json:"max_wait,omitempty"`
 
+	// How long the app may take over one request, from the moment it
+	// starts on a worker thread (WSGI) or its task starts (ASGI) to the end
+	// of its response. Over it, WSGI raises caddysnake.RequestTimeout (a
+	// BaseException) in the request's thread; a thread that does not come
+	// back within a second (blocked inside C) is written off and replaced,
+	// so the app keeps its capacity. ASGI cancels the task. The client gets
+	// 504 Gateway Timeout if nothing was sent yet, else the response is
+	// aborted; the log names the request and the Python stack it was stuck
+	// in (ASGI: its await chain). WSGI streams that may run longer
+	// (server-sent events) and long uploads or downloads need a larger
+	// value: waiting for the client counts too. An ASGI response is exempt
+	// once it streams (a body with more_body), and WebSockets always are: a
+	// coroutine costs no thread. Default: 60s, the upstream timeout of
+	// common proxies (nginx's proxy_read_timeout): a request that takes
+	// longer is almost always stuck, and work that long belongs in a task
+	// queue. A negative value (Caddyfile: off or 0) disables it.
+	RequestTimeout caddy.Duration `json:"request_timeout,omitempty"`
+
+	// How long reading the request body may wait for its next bytes (an
+	// idle timeout: a slow but steady upload is not cut). Over it the
+	// request gets 408 Request Timeout and the connection is closed.
+	// Default: 30s, in line with FrankenPHP's request body timeout. A
+	// negative value (Caddyfile: off or 0) disables it.
+	RequestBodyTimeout caddy.Duration `json:"request_body_timeout,omitempty"`
+
 	// ASGI lifespan protocol: "on" (the app must support it; a startup
 	// failure stops Caddy from starting), "off" (never sent), or "auto"
 	// (used if the app supports it). Default: auto.
@@ -128,13 +155,6 @@ type Handler struct {
 	// the GIL came back on. Default: false.
 	FreeThreaded bool `json:"free_threaded,omitempty"`
 
-	// How long a request may run: longer, a WSGI request gets
-	// caddysnake.RequestTimeout raised in its thread and an ASGI request's
-	// task is cancelled; the client gets 504, or an aborted response if it
-	// had started. An ASGI response that streams (more_body) is exempt from
-	// then on, and so are WebSockets. 0 disables it. Default: 60s.
-	RequestTimeout caddy.Duration `json:"request_timeout,omitempty"`
-
 	app    servedApp
 	logger *zap.Logger
 	stop   *stopper
@@ -154,9 +174,28 @@ type servedApp interface {
 	// Close stops admitting requests and drains those in flight, then
 	// drops the app; it does not wait for them on a reload.
 	Close()
-	// Abandon ends the drain: requests still running are cut short (503
-	// if nothing was sent, else aborted).
+	// Abandon gives up on the requests still in flight once stop's
+	// deadline passed: they return from Serve at once (503 if nothing was
+	// sent, else aborted), after a short grace for the app to unwind.
 	Abandon()
+}
+
+// Defaults of the timeouts, documented on the Handler fields.
+const (
+	DefaultRequestTimeout     = 60 * time.Second
+	DefaultRequestBodyTimeout = 30 * time.Second
+)
+
+// resolveTimeout is a timeout setting as used: the default when unset, 0
+// (off) when negative.
+func resolveTimeout(d caddy.Duration, def time.Duration) time.Duration {
+	switch {
+	case d == 0:
+		return def
+	case d < 0:
+		return 0
+	}
+	return time.Duration(d)
 }
 
 // Provision validates the settings, starts CPython (once per process),
@@ -181,20 +220,24 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			StartupTimeout:  cmp.Or(time.Duration(h.StartupTimeout), DefaultStartupTimeout),
 			ShutdownTimeout: cmp.Or(time.Duration(h.ShutdownTimeout), DefaultShutdownTimeout),
 			WSMaxMessage:    cmp.Or(h.WSMaxMessage, DefaultWSMaxMessage),
-			RequestTimeout:  h.requestTimeout(),
+			RequestTimeout:  resolveTimeout(h.RequestTimeout, DefaultRequestTimeout),
+			BodyTimeout:     resolveTimeout(h.RequestBodyTimeout, DefaultRequestBodyTimeout),
 		}
 		load = func(it *interpreter) (servedApp, error) { return LoadASGI(it, opts, h.logger) }
 		fields = []zap.Field{zap.String("lifespan", opts.Lifespan), zap.String("loop", opts.Loop)}
 	} else {
 		opts := WSGIOptions{
-			Target:     h.ModuleWSGI,
-			WorkingDir: h.WorkingDir,
-			Venv:       h.Venv,
-			Threads:    cmp.Or(h.Threads, DefaultThreads),
-			MaxWait:    cmp.Or(time.Duration(h.MaxWait), DefaultMaxWait),
+			Target:      h.ModuleWSGI,
+			WorkingDir:  h.WorkingDir,
+			Venv:        h.Venv,
+			Threads:     cmp.Or(h.Threads, DefaultThreads),
+			MaxWait:     cmp.Or(time.Duration(h.MaxWait), DefaultMaxWait),
+			Timeout:     resolveTimeout(h.RequestTimeout, DefaultRequestTimeout),
+			BodyTimeout: resolveTimeout(h.RequestBodyTimeout, DefaultRequestBodyTimeout),
 		}
 		load = func(it *interpreter) (servedApp, error) { return LoadWSGI(it, opts, h.logger) }
-		fields = []zap.Field{zap.Int("threads_each", opts.Threads), zap.Duration("max_wait", opts.MaxWait)}
+		fields = []zap.Field{zap.Int("threads_each", opts.Threads), zap.Duration("max_wait", opts.MaxWait),
+			zap.Duration("request_timeout", opts.Timeout), zap.Duration("request_body_timeout", opts.BodyTimeout)}
 	}
 	var gil []string
 	var gilMu sync.Mutex
@@ -315,6 +358,17 @@ func (h *Handler) checkConfig() error {
 	if h.MaxWait < 0 || h.StartupTimeout < 0 || h.ShutdownTimeout < 0 {
 		return fmt.Errorf("python: durations must not be negative")
 	}
+	// Under a second, a request would be cut before the thread even had
+	// its grace to unwind (and a timeout that short is a typo for one in
+	// seconds).
+	for _, t := range []struct {
+		name string
+		d    caddy.Duration
+	}{{"request_timeout", h.RequestTimeout}, {"request_body_timeout", h.RequestBodyTimeout}} {
+		if t.d > 0 && time.Duration(t.d) < time.Second {
+			return fmt.Errorf("python: %s %v is under a second: use at least 1s, or off to disable it", t.name, time.Duration(t.d))
+		}
+	}
 	return nil
 }
 
@@ -333,21 +387,6 @@ func (h *Handler) Cleanup() error {
 	return nil
 }
 
-// DefaultRequestTimeout: a request running a minute is stuck for a web
-// app; its thread (WSGI) is worth more to the requests behind it.
-const DefaultRequestTimeout = 60 * time.Second
-
-// requestTimeout is request_timeout with its default; 0 when off.
-func (h *Handler) requestTimeout() time.Duration {
-	switch {
-	case h.RequestTimeout < 0:
-		return 0
-	case h.RequestTimeout == 0:
-		return DefaultRequestTimeout
-	}
-	return time.Duration(h.RequestTimeout)
-}
-
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens:
 //
 //	python [<module:attribute>] {
@@ -357,6 +396,8 @@ func (h *Handler) requestTimeout() time.Duration {
 //		venv        <path>
 //		threads     <count>           # WSGI
 //		max_wait    <duration>        # WSGI
+//		request_timeout      <duration>|off
+//		request_body_timeout <duration>|off
 //		lifespan    on|off|auto       # ASGI
 //		loop        asyncio|uvloop|auto   # ASGI
 //		startup_timeout  <duration>   # ASGI
@@ -443,19 +484,28 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 					return d.Errf("free_threaded: expected on or off, got %q", d.Val())
 				}
 			}
-		case "request_timeout":
+		case "request_timeout", "request_body_timeout":
 			if !d.NextArg() {
 				return d.ArgErr()
 			}
-			if d.Val() == "off" {
-				h.RequestTimeout = -1
-				break
+			dur := time.Duration(-1) // off
+			if v := d.Val(); v != "off" {
+				parsed, err := caddy.ParseDuration(v)
+				if err != nil || parsed < 0 {
+					return d.Errf("%s: expected a duration such as 60s, or off, got %q", sub, v)
+				}
+				if parsed > 0 {
+					dur = parsed
+				}
 			}
-			dur, err := caddy.ParseDuration(d.Val())
-			if err != nil || dur <= 0 {
-				return d.Errf("request_timeout: expected a positive duration such as 60s, or off, got %q", d.Val())
+			if d.NextArg() {
+				return d.Errf("%s takes one argument", sub)
 			}
-			h.RequestTimeout = caddy.Duration(dur)
+			if sub == "request_timeout" {
+				h.RequestTimeout = caddy.Duration(dur)
+			} else {
+				h.RequestBodyTimeout = caddy.Duration(dur)
+			}
 		case "max_wait", "startup_timeout", "shutdown_timeout":
 			if !d.NextArg() {
 				return d.ArgErr()
@@ -473,7 +523,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				h.ShutdownTimeout = caddy.Duration(dur)
 			}
 		default:
-			return d.Errf("unknown python subdirective %q; allowed: module_wsgi, module_asgi, working_dir, venv, threads, max_wait, lifespan, loop, startup_timeout, shutdown_timeout, ws_max_message, interpreters, free_threaded", sub)
+			return d.Errf("unknown python subdirective %q; allowed: module_wsgi, module_asgi, working_dir, venv, threads, max_wait, request_timeout, request_body_timeout, lifespan, loop, startup_timeout, shutdown_timeout, ws_max_message, interpreters, free_threaded", sub)
 		}
 	}
 	return nil

@@ -16,6 +16,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
 
 func parse(t *testing.T, input string) (*Handler, error) {
@@ -232,5 +233,81 @@ func TestBusyGives503(t *testing.T) {
 	rec = httptest.NewRecorder()
 	if err := h.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil), nil); err != nil || rec.Code != 200 {
 		t.Fatalf("after the slow request: %v, %d", err, rec.Code)
+	}
+}
+
+// Abandon (stop's deadline): requests that never return, one in a Python
+// loop and one blocked inside C, return from Serve with 503 about a
+// second after Abandon, which returns once that grace is over.
+func TestAbandonReturnsStuckRequests(t *testing.T) {
+	testdata, _ := filepath.Abs("testdata")
+	h := &Handler{ModuleWSGI: "unit_app:stuck", WorkingDir: testdata, Threads: 2, RequestTimeout: -1}
+	if err := provision(t, h); err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 2)
+	for _, path := range []string{"/wait", "/loop"} {
+		go func() {
+			errs <- h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", path, nil), nil)
+		}()
+		time.Sleep(200 * time.Millisecond) // the wait blocks first, so the loop gets the other thread
+	}
+	start := time.Now()
+	h.app.Abandon()
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("Abandon took %v, want about its 1s grace", took)
+	}
+	for i := 0; i < 2; i++ {
+		select {
+		case err := <-errs:
+			if err == nil || !strings.Contains(err.Error(), "stop's deadline") {
+				t.Errorf("a stuck request returned %v, want the 503 of Abandon", err)
+			} else if he, ok := err.(caddyhttp.HandlerError); !ok || he.StatusCode != 503 {
+				t.Errorf("a stuck request returned %#v, want status 503", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("a stuck request still in Serve 5s after Abandon")
+		}
+	}
+}
+
+func TestCaddyfileTimeouts(t *testing.T) {
+	h, err := parse(t, `python {
+		module_wsgi "a:b"
+		request_timeout 2m
+		request_body_timeout off
+	}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.RequestTimeout != caddy.Duration(2*time.Minute) || h.RequestBodyTimeout >= 0 {
+		t.Fatalf("got %v and %v, want 2m and off (negative)", h.RequestTimeout, h.RequestBodyTimeout)
+	}
+	if resolveTimeout(h.RequestBodyTimeout, time.Second) != 0 || resolveTimeout(0, time.Second) != time.Second {
+		t.Fatalf("resolveTimeout: off must be 0 and unset the default")
+	}
+	for _, in := range []string{`python { request_timeout soon }`, `python { request_body_timeout -1s }`} {
+		if _, err := parse(t, in); err == nil || !strings.Contains(err.Error(), "expected a duration such as 60s, or off") {
+			t.Errorf("%s: got %v", in, err)
+		}
+	}
+	bad := Handler{ModuleWSGI: "a:b", RequestTimeout: caddy.Duration(500 * time.Millisecond)}
+	if err := bad.checkConfig(); err == nil || !strings.Contains(err.Error(), "request_timeout 500ms is under a second") {
+		t.Errorf("got %v", err)
+	}
+}
+
+// Abandon with nothing in flight returns at once (stop is not held up by
+// the grace for nothing).
+func TestAbandonIdleReturnsAtOnce(t *testing.T) {
+	testdata, _ := filepath.Abs("testdata")
+	h := &Handler{ModuleWSGI: "unit_app:hello", WorkingDir: testdata, Threads: 1}
+	if err := provision(t, h); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	h.app.Abandon()
+	if took := time.Since(start); took > 600*time.Millisecond {
+		t.Errorf("Abandon of an idle app took %v", took)
 	}
 }

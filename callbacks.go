@@ -33,10 +33,20 @@ var errStaleHandle = errors.New("request is over (handle used outside its reques
 // go_read fills buf from the request body, stopping early only at its end;
 // with fill == 0 it returns after the first read that yields anything (what
 // readline needs: a line must not wait for more bytes than the client sent).
-// Returns the byte count, or -1 with the cause kept for go_error.
+// Each read waits at most request_body_timeout for the next bytes. spawn:
+// worker threads to start first, because the calling worker parked for
+// this read (lanes.c, caddysnake_lane_park). Returns the byte count, or -1
+// with the cause kept for go_error.
 //
 //export go_read
-func go_read(h C.uintptr_t, buf *C.char, n C.size_t, fill C.int) C.int64_t {
+func go_read(h C.uintptr_t, buf *C.char, n C.size_t, fill C.int, spawn C.int) C.int64_t {
+	if spawn > 0 {
+		// By slot, not request: the lane counted them even if the request
+		// is being written off this instant.
+		if w := workerOf(uintptr(h)); w != nil {
+			w.pool.spawn(int(spawn))
+		}
+	}
 	req := requestOf(uintptr(h))
 	if req == nil {
 		return -1
@@ -45,9 +55,16 @@ func go_read(h C.uintptr_t, buf *C.char, n C.size_t, fill C.int) C.int64_t {
 		return 0
 	}
 	p := unsafe.Slice((*byte)(unsafe.Pointer(buf)), int(n))
+	var body io.Reader = req.r.Body
+	if t := req.app.opts.BodyTimeout; t > 0 {
+		if req.bodyCtl == nil {
+			req.bodyCtl = http.NewResponseController(req.w)
+		}
+		body = &bodyReader{body: body, ctl: req.bodyCtl, timeout: t}
+	}
 	got := 0
 	for got < len(p) {
-		m, err := req.r.Body.Read(p[got:])
+		m, err := body.Read(p[got:])
 		got += m
 		if err == io.EOF {
 			req.bodyEOF = true
@@ -57,8 +74,9 @@ func go_read(h C.uintptr_t, buf *C.char, n C.size_t, fill C.int) C.int64_t {
 			break
 		}
 		if err != nil {
-			// Kept so Serve can answer 400/413 instead of 500 when the app
-			// fails because of it (a truncated or malformed chunked body).
+			// Kept so Serve can answer 400/408/413 instead of 500 when the
+			// app fails because of it (a truncated or malformed chunked
+			// body, a client that stopped sending).
 			req.bodyErr = err
 			req.lastErr = err.Error()
 			return -1
@@ -72,10 +90,11 @@ func go_read(h C.uintptr_t, buf *C.char, n C.size_t, fill C.int) C.int64_t {
 //
 //export go_write
 func go_write(h C.uintptr_t, status C.int, hdrs *C.cs_str, nhdrs C.size_t, data *C.char, n C.size_t, flush C.int) C.int {
-	req := requestOf(uintptr(h))
+	req := enterWriting(uintptr(h))
 	if req == nil {
 		return goClientGone
 	}
+	defer req.writing.Add(-1)
 	if status != 0 {
 		if rc := req.sendHeaders(int(status), hdrs, nhdrs); rc != 0 {
 			return rc
@@ -106,10 +125,11 @@ func go_write(h C.uintptr_t, status C.int, hdrs *C.cs_str, nhdrs C.size_t, data 
 //
 //export go_sendfile
 func go_sendfile(h C.uintptr_t, status C.int, hdrs *C.cs_str, nhdrs C.size_t, fd C.int, offset C.longlong, count C.longlong) C.int64_t {
-	req := requestOf(uintptr(h))
+	req := enterWriting(uintptr(h))
 	if req == nil {
 		return goClientGone
 	}
+	defer req.writing.Add(-1)
 	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
 		req.lastErr = "wsgi.file_wrapper: " + err.Error()
@@ -195,6 +215,27 @@ func (req *wsgiRequest) writeHeader(status, n, size int, pair func(i int) (name,
 func (req *wsgiRequest) gone(err error) C.int {
 	req.lastErr = err.Error()
 	return goClientGone
+}
+
+// enterWriting is requestOf for a callback that writes to the client:
+// while it runs, the request is not written off (timeouts.go), since its
+// handler must not return while another thread writes to its connection.
+// The caller must req.writing.Add(-1) when done.
+func enterWriting(h uintptr) *wsgiRequest {
+	w := workerOf(h)
+	if w == nil {
+		return nil
+	}
+	req := w.cur.Load()
+	if req == nil {
+		return nil
+	}
+	req.writing.Add(1)
+	if w.cur.Load() != req { // written off meanwhile (writeOff clears cur first)
+		req.writing.Add(-1)
+		return nil
+	}
+	return req
 }
 
 // go_error copies the message of the last failure on handle h into buf

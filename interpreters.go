@@ -200,11 +200,17 @@ func (s *spreadApp) Close() {
 	wg.Wait()
 }
 
-// Abandon abandons every instance's requests in flight.
+// Abandon gives up on every instance's requests at once.
 func (s *spreadApp) Abandon() {
+	var wg sync.WaitGroup
 	for _, in := range s.insts {
-		in.Abandon()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			in.Abandon()
+		}()
 	}
+	wg.Wait()
 }
 
 // loadInstances loads an app into the main interpreter (n == 0) or into n

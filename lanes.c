@@ -57,6 +57,10 @@ struct cs_lane {
 	int idle;                        // workers waiting on work
 	int active;                      // workers running jobs (or waiting for the GIL to)
 	int limit;                       // at most this many active: `threads`
+	// Worker threads: nthreads live ones (not written off), of which
+	// parked wait for request body bytes and do not count against limit
+	// (caddysnake_lane_park); lost: written off and not yet back.
+	int nthreads, parked, lost;
 	int has_watcher;                 // an idle worker watches for stalls (await_turn)
 	int watcher_asleep;              // it waits untimed: nothing to watch
 	struct active_worker *actives;   // the active workers, for the watcher
@@ -83,14 +87,22 @@ struct cs_lane {
 // The longest a worker holds back news for Go while jobs wait (job_notify).
 #define HOLD_NS 1000000
 
+// At most this many workers of a lane park on body waits at once; beyond,
+// a body wait counts against `threads` again. Each costs an OS thread.
+#define MAX_PARKED 256
+
 // An active worker, linked into its lane while it runs jobs.
 struct active_worker {
 	pid_t tid;
 	struct active_worker *next, **prevp;
+	int linked; // in the actives list (not parked, not lost)
+	int parked; // waiting for body bytes (caddysnake_lane_park)
+	int lost;   // written off (caddysnake_lane_abandon)
 };
 
 // With mu held: a is running jobs (for the watcher, and active counts).
 static void link_active(cs_lane *l, struct active_worker *a) {
+	a->linked = 1;
 	if (l->active++ == 0 && l->watcher_asleep) {
 		pthread_cond_signal(&l->watch); // busy again: start ticking
 	}
@@ -103,6 +115,7 @@ static void link_active(cs_lane *l, struct active_worker *a) {
 }
 
 static void unlink_active(cs_lane *l, struct active_worker *a) {
+	a->linked = 0;
 	l->active--;
 	*a->prevp = a->next;
 	if (a->next != NULL) {
@@ -178,6 +191,7 @@ void caddysnake_job_free(cs_job *j) {
 		free(j->ends);
 		cs_swapbuf_free(&j->frames);
 		free(j->body);
+		free(j->stack);
 		free(j);
 	}
 }
@@ -191,6 +205,7 @@ cs_lane *caddysnake_lane_new(cs_interp *ci, PyObject *app, int done_fd, int thre
 	l->app = app;
 	l->done_fd = done_fd;
 	l->limit = threads;
+	l->nthreads = threads; // Go starts them
 	pthread_mutex_init(&l->mu, NULL);
 	pthread_condattr_t attr;
 	pthread_condattr_init(&attr);
@@ -214,6 +229,7 @@ void caddysnake_lane_free(cs_lane *l) {
 
 static int ready_locked(cs_lane *l, cs_job *j);
 static void flush_held(cs_lane *l);
+static int want_thread(cs_lane *l);
 
 // With mu held: whether a turn is wanted only to drop kept bodies
 // (caddysnake_job_release_body); takes it. Such a turn runs no job: the
@@ -360,6 +376,9 @@ int caddysnake_lane_submit(cs_lane *l, cs_job *j, uintptr_t handle, const char *
 	j->next = NULL;
 	j->frames.fill_len = j->frames.taken_len = j->pending = 0;
 	j->finished = j->gone = 0;
+	j->interrupted = 0;
+	free(j->stack);
+	j->stack = NULL;
 	pthread_mutex_lock(&l->mu);
 	if (l->stopping) {
 		pthread_mutex_unlock(&l->mu);
@@ -378,12 +397,13 @@ int caddysnake_lane_submit(cs_lane *l, cs_job *j, uintptr_t handle, const char *
 	if (l->active == 0 || !HAS_GIL) {
 		wake_taker(l);
 	}
+	int spawn = want_thread(l);
 	pthread_mutex_unlock(&l->mu);
-	return 0;
+	return spawn;
 }
 
-void caddysnake_lane_forget(cs_lane *l, cs_job *j) {
-	pthread_mutex_lock(&l->mu);
+// With mu held: takes j off the ready list if it is there.
+static void unready_locked(cs_lane *l, cs_job *j) {
 	if (j->ready) {
 		cs_job *prev = NULL;
 		for (cs_job *it = l->ready_head; it != NULL; prev = it, it = it->next_ready) {
@@ -402,6 +422,11 @@ void caddysnake_lane_forget(cs_lane *l, cs_job *j) {
 		j->ready = 0;
 		j->next_ready = NULL;
 	}
+}
+
+void caddysnake_lane_forget(cs_lane *l, cs_job *j) {
+	pthread_mutex_lock(&l->mu);
+	unready_locked(l, j);
 	pthread_mutex_unlock(&l->mu);
 }
 
@@ -497,6 +522,9 @@ static void job_notify(cs_lane *l, cs_job *j) {
 
 // job_notify's work, with mu held; returns whether to write done_fd.
 static int ready_locked(cs_lane *l, cs_job *j) {
+	if (j->abandoned) {
+		return 0; // Go is not listening for it any more
+	}
 	if (!j->ready) {
 		j->ready = 1;
 		if (l->ready_tail != NULL) {
@@ -531,11 +559,39 @@ static void flush_held(cs_lane *l) {
 }
 
 // The job is over: its frames and rc are final. The worker must not touch
-// j afterwards (Go reuses it once it has taken everything).
-static void job_done(cs_lane *l, cs_job *j, int rc) {
+// j afterwards (Go reuses it once it has taken everything). With the GIL.
+// Returns 1 if Go wrote the job off: the worker dropped what the job held
+// and must leave (it was replaced).
+// gil: whether the caller holds it (not on the out-of-memory path, where
+// the job never ran: nothing to clear or drop).
+static int job_done(cs_lane *l, cs_job *j, int rc, int gil) {
 	// On the ready list before Go can see finished: once it does, it may
 	// reuse or free j (lock order: the lane's mu, then the job's).
 	pthread_mutex_lock(&l->mu);
+	if (j->interrupted && gil) {
+		// No claim can follow (the state changes below, under mu), so a
+		// RequestTimeout still pending is dropped before the next job.
+		cs_clear_async_exc(j->ident);
+	}
+	if (j->abandoned) {
+		// Go answered the client and forgot j, but a late interrupt may
+		// still look at it (caddysnake_job_claim): its buffers go, the
+		// struct stays (a few hundred bytes per thread written off).
+		unready_locked(l, j);
+		pthread_mutex_unlock(&l->mu);
+		if (gil && j->out != NULL) {
+			Py_CLEAR(j->out->body_obj);
+		}
+		caddysnake_out_free(j->out);
+		j->out = NULL;
+		free(j->buf);
+		free(j->ends);
+		free(j->body);
+		j->buf = j->body = NULL;
+		j->ends = NULL;
+		cs_swapbuf_free(&j->frames);
+		return 1;
+	}
 	j->state = JOB_DONE;
 	int wake = ready_locked(l, j);
 	pthread_mutex_lock(&j->mu);
@@ -546,6 +602,7 @@ static void job_done(cs_lane *l, cs_job *j, int rc) {
 	if (wake) {
 		write_done_fd(l);
 	}
+	return 0;
 }
 
 int cs_job_drain(cs_job *j) {
@@ -639,8 +696,9 @@ int cs_job_write(cs_job *j, int status, const cs_str *pairs, size_t npairs, cons
 	return gone ? -1 : 0; // else a later write reports it
 }
 
-// The next queued job, marked running; NULL if none. Called without mu.
-static cs_job *job_take(cs_lane *l) {
+// The next queued job, marked running on worker me; NULL if none. Called
+// without mu.
+static cs_job *job_take(cs_lane *l, struct active_worker *me) {
 	pthread_mutex_lock(&l->mu);
 	cs_job *j = l->head;
 	if (j != NULL) {
@@ -650,6 +708,10 @@ static cs_job *job_take(cs_lane *l) {
 		}
 		j->next = NULL;
 		j->state = JOB_RUNNING;
+		j->worker = me;
+		j->ident = PyThread_get_thread_ident();
+		j->abandoned = 0;
+		j->started_ns = now_ns();
 		l->started++;
 	} else {
 		flush_held(l); // about to go idle: Go gets what this batch held
@@ -720,6 +782,13 @@ static int await_turn(cs_lane *l) {
 			// Workers that went back to sleep while others ran must leave too.
 			pthread_cond_broadcast(&l->work);
 			pthread_cond_broadcast(&l->watch);
+			l->nthreads--;
+			return 0;
+		}
+		if (l->nthreads - l->parked > l->limit) {
+			// Started for a body wait that is over: more than `threads`
+			// are available now, and this one is not needed.
+			l->nthreads--;
 			return 0;
 		}
 		if (HAS_GIL && !l->has_watcher) {
@@ -749,7 +818,7 @@ static int serve_job(cs_lane *l, cs_job *j) {
 	return rc;
 }
 
-void caddysnake_lane_work(cs_lane *l) {
+int caddysnake_lane_work(cs_lane *l) {
 	struct active_worker me = {.tid = (pid_t)syscall(SYS_gettid)};
 	// SCHED_BATCH: a job submitted to a sleeping worker does not preempt
 	// the Go thread that submitted it, which goes on reading and queueing
@@ -761,29 +830,34 @@ void caddysnake_lane_work(cs_lane *l) {
 	struct sched_param sp = {0};
 	int batch = sched_getscheduler(0) == SCHED_OTHER && sched_setscheduler(0, SCHED_BATCH, &sp) == 0;
 	pthread_mutex_lock(&l->mu);
-	while (await_turn(l)) {
+	while (!me.lost && await_turn(l)) {
 		link_active(l, &me);
 		pthread_mutex_unlock(&l->mu);
 		int kept = cs_request_enter(l->ci); // waits for the GIL
 		cs_job *j;
 		if (kept < 0) {
 			// No thread state (out of memory): fail one job rather than spin.
-			if ((j = job_take(l)) != NULL) {
+			if ((j = job_take(l, &me)) != NULL) {
 				const char msg[] = "python: out of memory for a thread state";
 				go_log(j->handle, 3, (char *)msg, sizeof msg - 1);
-				job_done(l, j, -1);
+				job_done(l, j, -1, 0);
 			}
 		} else {
 			for (;;) {
 				drop_kept(l);
-				if ((j = job_take(l)) == NULL) {
+				if ((j = job_take(l, &me)) == NULL) {
 					break;
 				}
-				job_done(l, j, serve_job(l, j));
+				if (job_done(l, j, serve_job(l, j), 1)) {
+					break; // written off: this thread was replaced
+				}
 			}
 			cs_request_leave(l->ci, kept);
 		}
 		pthread_mutex_lock(&l->mu);
+		if (me.lost) {
+			break;
+		}
 		unlink_active(l, &me);
 		if (l->kept_bytes >= KEPT_WAKE && l->nkept > 0) {
 			// Handed back while this worker was on its way out (no wake-up
@@ -791,10 +865,185 @@ void caddysnake_lane_work(cs_lane *l) {
 			l->drop_wanted = 1;
 		}
 	}
+	if (me.lost) {
+		l->lost--; // the last touch of l: close may free it from now on
+	}
 	pthread_mutex_unlock(&l->mu);
 	if (batch) {
 		sched_setscheduler(0, SCHED_OTHER, &sp);
 	}
+	return me.lost;
+}
+
+// With mu held: 1 (counted as started) if Go must start a worker thread
+// because a job waits and no thread may take it: none is idle or watching
+// (the others are busy, or parked on body waits) while fewer than
+// `threads` are available. Parked threads are thus replaced only when
+// work needs them, and retire once there are more than `threads` again.
+static int want_thread(cs_lane *l) {
+	if (l->head == NULL || l->idle > 0 || l->has_watcher || l->nthreads - l->parked >= l->limit) {
+		return 0;
+	}
+	l->nthreads++;
+	return 1;
+}
+
+// With mu held: how many worker threads Go must start so that `threads`
+// of them are neither parked nor lost (none once stopping with nothing
+// queued: the lane is winding down).
+static int top_up(cs_lane *l) {
+	if (l->stopping && l->head == NULL) {
+		return 0;
+	}
+	int n = 0;
+	for (; l->nthreads - l->parked < l->limit; n++) {
+		l->nthreads++;
+	}
+	return n;
+}
+
+int caddysnake_lane_park(cs_job *j) {
+	cs_lane *l = j->lane;
+	int spawn = 0;
+	pthread_mutex_lock(&l->mu);
+	struct active_worker *a = j->worker;
+	if (a != NULL && a->linked && l->parked < MAX_PARKED) {
+		unlink_active(l, a);
+		a->parked = 1;
+		l->parked++;
+		if (l->head != NULL && (l->active == 0 || !HAS_GIL)) {
+			wake_taker(l); // jobs wait, and this worker is not taking them
+		}
+		spawn = want_thread(l);
+	}
+	pthread_mutex_unlock(&l->mu);
+	return spawn;
+}
+
+void caddysnake_lane_unpark(cs_job *j) {
+	cs_lane *l = j->lane;
+	pthread_mutex_lock(&l->mu);
+	struct active_worker *a = j->worker;
+	if (a != NULL && a->parked) {
+		a->parked = 0;
+		l->parked--;
+		if (!a->lost) {
+			link_active(l, a); // may exceed limit for a moment; extras retire
+		}
+	}
+	pthread_mutex_unlock(&l->mu);
+}
+
+int64_t caddysnake_now_ns(void) { return now_ns(); }
+
+int64_t caddysnake_job_running_since(cs_job *j, uintptr_t handle) {
+	cs_lane *l = j->lane;
+	int64_t since = 0;
+	if (l == NULL) {
+		return 0;
+	}
+	pthread_mutex_lock(&l->mu);
+	if (j->state == JOB_RUNNING && j->handle == handle && !j->abandoned) {
+		since = j->started_ns;
+	}
+	pthread_mutex_unlock(&l->mu);
+	return since;
+}
+
+unsigned long caddysnake_job_ident(cs_job *j, uintptr_t handle) {
+	cs_lane *l = j->lane;
+	unsigned long ident = 0;
+	if (l == NULL) {
+		return 0; // never submitted
+	}
+	pthread_mutex_lock(&l->mu);
+	if (j->state == JOB_RUNNING && j->handle == handle && !j->abandoned) {
+		ident = j->ident;
+	}
+	pthread_mutex_unlock(&l->mu);
+	return ident;
+}
+
+int caddysnake_job_claim(cs_job *j, uintptr_t handle, PyObject *exc) {
+	cs_lane *l = j->lane;
+	int raised = 0;
+	pthread_mutex_lock(&l->mu);
+	// Raised under mu, which job_done takes before it clears a pending
+	// exception: it lands in this job or is dropped, never in the next one
+	// (also without a GIL). Lock order: mu, then CPython's thread list.
+	if (j->state == JOB_RUNNING && j->handle == handle && !j->abandoned) {
+		j->interrupted = 1;
+		raised = PyThreadState_SetAsyncExc(j->ident, exc) == 1;
+	}
+	pthread_mutex_unlock(&l->mu);
+	return raised;
+}
+
+void caddysnake_job_set_stack(cs_job *j, char *stack) {
+	pthread_mutex_lock(&j->lane->mu);
+	free(j->stack);
+	j->stack = stack;
+	pthread_mutex_unlock(&j->lane->mu);
+}
+
+int caddysnake_job_interrupted(cs_job *j, char **stack) {
+	*stack = NULL;
+	if (j->lane == NULL) {
+		return 0;
+	}
+	pthread_mutex_lock(&j->lane->mu);
+	int interrupted = j->interrupted;
+	if (interrupted) {
+		*stack = j->stack;
+		j->stack = NULL;
+	}
+	pthread_mutex_unlock(&j->lane->mu);
+	return interrupted;
+}
+
+int caddysnake_lane_abandon(cs_lane *l, cs_job *j, int *spawn, char **stack) {
+	*spawn = 0;
+	*stack = NULL;
+	pthread_mutex_lock(&l->mu);
+	pthread_mutex_lock(&j->mu);
+	if (j->state != JOB_RUNNING || j->finished) {
+		pthread_mutex_unlock(&j->mu);
+		pthread_mutex_unlock(&l->mu);
+		return 0;
+	}
+	j->abandoned = 1;
+	j->gone = 1; // a write waiting for Go to drain the outbox returns
+	pthread_cond_broadcast(&j->drained);
+	pthread_mutex_unlock(&j->mu);
+	unready_locked(l, j);
+	struct active_worker *a = j->worker;
+	if (a != NULL && !a->lost) {
+		a->lost = 1;
+		if (a->linked) {
+			unlink_active(l, a);
+		}
+		if (a->parked) {
+			a->parked = 0;
+			l->parked--;
+		}
+		l->nthreads--;
+		l->lost++;
+	}
+	*stack = j->stack;
+	j->stack = NULL;
+	*spawn = top_up(l);
+	if (l->head != NULL && (l->active == 0 || !HAS_GIL)) {
+		wake_taker(l);
+	}
+	pthread_mutex_unlock(&l->mu);
+	return 1;
+}
+
+int caddysnake_lane_lost(cs_lane *l) {
+	pthread_mutex_lock(&l->mu);
+	int n = l->lost;
+	pthread_mutex_unlock(&l->mu);
+	return n;
 }
 
 void caddysnake_lane_stop(cs_lane *l) {

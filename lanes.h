@@ -38,6 +38,16 @@ typedef struct cs_job {
 	int finished;       // the app is done; rc is final
 	int gone;           // Go could not send: the client left
 	int rc;             // caddysnake.wsgi.serve's result code, or -1
+	// Timeouts (timeouts.go), under the lane's mutex: the worker running
+	// the job, its Python thread id, whether RequestTimeout was raised in
+	// it (and the stack it was stuck in), and whether Go wrote the job off
+	// (it answered the client; the worker frees the job when it returns).
+	struct active_worker *worker;
+	unsigned long ident;
+	int interrupted;
+	int abandoned;
+	char *stack;
+	int64_t started_ns; // CLOCK_MONOTONIC, when a worker took it
 } cs_job;
 
 enum { JOB_IDLE, JOB_QUEUED, JOB_RUNNING, JOB_DONE };
@@ -82,8 +92,9 @@ void caddysnake_lane_free(cs_lane *l);
 char *caddysnake_job_body(cs_job *j, int64_t n);
 // Copies n strings (buf, ends as wsgi.go lays them out) into j and queues
 // it; body_len >= 0: Go read that much body into caddysnake_job_body's
-// buffer. Returns 0; -1 if out of memory or the lane is stopping (nothing
-// queued).
+// buffer. Returns how many worker threads Go must start (0, or 1 when every
+// worker waits on a request body: caddysnake_lane_park); -1 if out of
+// memory or the lane is stopping (nothing queued).
 int caddysnake_lane_submit(cs_lane *l, cs_job *j, uintptr_t handle, const char *buf, const int32_t *ends,
                            int n, int64_t body_len);
 // Takes j back out of the queue if no worker took it yet: 1 if so (it will
@@ -120,8 +131,48 @@ int cs_job_write(cs_job *j, int status, const cs_str *pairs, size_t npairs, cons
 int cs_job_drain(cs_job *j);
 
 // A worker thread's life (a Go-made thread with no Python thread state):
-// runs jobs until caddysnake_lane_stop and an empty queue.
-void caddysnake_lane_work(cs_lane *l);
+// runs jobs until caddysnake_lane_stop and an empty queue, or until it is
+// not needed any more (threads started for body waits). Returns 1 if Go
+// wrote the thread off meanwhile (caddysnake_lane_abandon): its goroutine
+// is not counted any more.
+int caddysnake_lane_work(cs_lane *l);
+
+// On j's worker thread, without the GIL, around a wait for request body
+// bytes (go_read): the thread stops counting against `threads` meanwhile.
+// park returns how many worker threads Go must start (1 when jobs wait and
+// no other thread may take them; at most MAX_PARKED threads park at once).
+int caddysnake_lane_park(cs_job *j);
+void caddysnake_lane_unpark(cs_job *j);
+
+// When j started running request handle (CLOCK_MONOTONIC ns), or 0 if it
+// does not run it (queued, over, written off); and the clock now.
+int64_t caddysnake_job_running_since(cs_job *j, uintptr_t handle);
+int64_t caddysnake_now_ns(void);
+
+// The Python thread id of j's worker if j runs the request handle names,
+// else 0.
+unsigned long caddysnake_job_ident(cs_job *j, uintptr_t handle);
+// Attached to j's interpreter: if j still runs the request handle names,
+// marks it interrupted and raises exc in its thread (1), else 0.
+int caddysnake_job_claim(cs_job *j, uintptr_t handle, PyObject *exc);
+// On ci's owner thread (Go's interpreter.do): if j still runs the request
+// handle names, raises caddysnake.RequestTimeout in its thread, keeping the
+// Python stack it was in (caddysnake_job_interrupted hands it out).
+void caddysnake_job_interrupt(cs_interp *ci, cs_job *j, uintptr_t handle);
+// Keeps the stack (malloc'd) j's thread was in when interrupted.
+void caddysnake_job_set_stack(cs_job *j, char *stack);
+// After j finished: whether it was interrupted, and its stack (the
+// caller's to free, NULL if none).
+int caddysnake_job_interrupted(cs_job *j, char **stack);
+// Go gives up on running job j (timeouts.go): returns 1 if so, and from
+// then on Go never touches j again (its worker frees it if it ever comes
+// back, and is retired); 0 if j finished meanwhile. *spawn: how many
+// worker threads Go must start to replace the lost one; *stack as in
+// caddysnake_job_interrupted.
+int caddysnake_lane_abandon(cs_lane *l, cs_job *j, int *spawn, char **stack);
+// Written-off workers that have not come back yet: while any is out, the
+// lane (and its interpreter) must not be freed.
+int caddysnake_lane_lost(cs_lane *l);
 // Workers finish the queue, then return.
 void caddysnake_lane_stop(cs_lane *l);
 
@@ -132,5 +183,9 @@ int cs_request_enter(cs_interp *ci);
 void cs_request_leave(cs_interp *ci, int kept);
 int cs_wsgi_serve(cs_interp *ci, PyObject *app, uintptr_t handle, const char *buf, const int32_t *ends,
                   int n, cs_out *out);
+// With the GIL, on the worker: drops a RequestTimeout still pending for
+// this thread (raised while its job was ending), so the next job never
+// sees it.
+void cs_clear_async_exc(unsigned long ident);
 
 #endif

@@ -48,6 +48,7 @@ type pool struct {
 	interp   *interpreter // the app's: frees the lane on its owner thread
 	doneFile *os.File     // the eventfd the lane writes when jobs finish
 	maxWait  time.Duration
+	timeout  time.Duration // request_timeout; 0: off (timeouts.go)
 
 	threads      sync.WaitGroup // the worker threads
 	dispatchDone chan struct{}
@@ -56,9 +57,11 @@ type pool struct {
 	freeMu sync.Mutex
 	free   []*worker // idle request slots, reused
 	closed bool      // under freeMu: put frees instead of keeping
+
+	watch watchState // timeouts.go
 }
 
-func newPool(it *interpreter, app *C.PyObject, threads int, maxWait time.Duration) (*pool, error) {
+func newPool(it *interpreter, app *C.PyObject, threads int, maxWait, timeout time.Duration) (*pool, error) {
 	fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err != nil {
 		return nil, fmt.Errorf("eventfd: %w", err)
@@ -71,18 +74,28 @@ func newPool(it *interpreter, app *C.PyObject, threads int, maxWait time.Duratio
 	// A non-blocking fd: os.NewFile hands it to the netpoller, so the
 	// dispatcher's Read parks a goroutine, not a thread.
 	p := &pool{lane: lane, interp: it, doneFile: os.NewFile(uintptr(fd), "wsgi-done"),
-		maxWait: maxWait, dispatchDone: make(chan struct{}), gate: newUserGate()}
-	p.threads.Add(threads)
-	for i := 0; i < threads; i++ {
+		maxWait: maxWait, timeout: timeout, dispatchDone: make(chan struct{}), gate: newUserGate()}
+	p.spawn(threads)
+	go p.dispatch()
+	p.startWatch()
+	return p, nil
+}
+
+// spawn starts n worker threads: `threads` at first, and later the ones
+// the lane asks for (a thread written off, or every thread waiting on a
+// request body). p.threads counts them until they leave, or until they are
+// written off (collect counts those out: close must not wait for them).
+func (p *pool) spawn(n int) {
+	for i := 0; i < n; i++ {
+		p.threads.Add(1)
 		go func() {
-			defer p.threads.Done()
 			// No LockOSThread needed: the call never returns before stop, and
 			// C's calls back into Go run on this same thread.
-			C.caddysnake_lane_work(lane)
+			if C.caddysnake_lane_work(p.lane) == 0 {
+				p.threads.Done()
+			}
 		}()
 	}
-	go p.dispatch()
-	return p, nil
 }
 
 // dispatch wakes the goroutines of jobs with news (frames to send, or the
@@ -117,7 +130,7 @@ func (p *pool) get() *worker {
 		return w
 	}
 	p.freeMu.Unlock()
-	return newWorker()
+	return newWorker(p)
 }
 
 // put gives a slot back once its request is over; a pool that is closed
@@ -150,11 +163,13 @@ func (p *pool) submit(w *worker, n int, bodyLen int, cancel <-chan struct{}) err
 	if p.gate.closing.Load() {
 		return ErrStopped
 	}
-	if C.caddysnake_lane_submit(p.lane, w.job, C.uintptr_t(w.handle()),
+	spawn := C.caddysnake_lane_submit(p.lane, w.job, C.uintptr_t(w.handle()),
 		(*C.char)(unsafe.Pointer(&w.strs.buf[0])), (*C.int32_t)(unsafe.Pointer(&w.strs.ends[0])), C.int(n),
-		C.int64_t(bodyLen)) < 0 {
+		C.int64_t(bodyLen))
+	if spawn < 0 {
 		return ErrStopped // or out of memory, which a retry will not cure either
 	}
+	p.spawn(int(spawn))
 	t := time.NewTimer(p.maxWait)
 	defer t.Stop()
 	var err error
@@ -170,6 +185,8 @@ func (p *pool) submit(w *worker, n int, bodyLen int, cancel <-chan struct{}) err
 			err = ErrBusy
 		case <-cancel:
 			err = errClientGone
+		case <-p.watch.abandon:
+			err = ErrStopped
 		}
 	}
 	if C.caddysnake_lane_cancel(p.lane, w.job) == 1 {
@@ -178,28 +195,38 @@ func (p *pool) submit(w *worker, n int, bodyLen int, cancel <-chan struct{}) err
 	return nil // it runs: collect its output
 }
 
-// close stops admitting requests and calls after() once the queue is done
-// and every worker thread has left Python, without waiting for that: a long
-// streaming response must not hold up a config reload.
-func (p *pool) close(after func()) {
+// close stops admitting requests and calls after(false) once the queue is
+// done and every worker thread has left Python, without waiting for that: a
+// long streaming response must not hold up a config reload. If a thread
+// written off (timeouts.go) has not come back by then, the lane, its
+// eventfd and the interpreter must stay: after(true) is called instead,
+// and they are left behind.
+func (p *pool) close(after func(leaked bool)) {
 	if !p.gate.shut() {
 		return
 	}
 	C.caddysnake_lane_stop(p.lane)
 	go func() {
 		p.threads.Wait()
-		p.doneFile.Close() // the dispatcher takes what is left, then returns
-		<-p.dispatchDone
+		// Every job is over or written off now, so lost only goes down.
+		leaked := C.caddysnake_lane_lost(p.lane) > 0
+		if !leaked {
+			p.doneFile.Close() // the dispatcher takes what is left, then returns
+			<-p.dispatchDone
+		}
 		<-p.gate.drained
+		p.stopWatch()
 		p.freeMu.Lock()
 		free := p.free
 		p.free, p.closed = nil, true
 		p.freeMu.Unlock()
-		p.interp.do(func() { C.caddysnake_lane_free(p.lane) }) // drops kept bodies under the GIL
+		if !leaked {
+			p.interp.do(func() { C.caddysnake_lane_free(p.lane) }) // drops kept bodies under the GIL
+		}
 		for _, w := range free {
 			w.unregister()
 		}
-		after()
+		after(leaked)
 	}()
 }
 
@@ -216,6 +243,9 @@ type worker struct {
 	strs cStrings      // the request laid out for C, reused (wsgi.go)
 	job  *C.cs_job     // the lane's copy of it, and the response
 	news chan struct{} // cap 1: the job has frames or finished (dispatch)
+	pool *pool         // whose free list it goes back to
+
+	timing // timeouts.go
 }
 
 // Room in a job's cs_out: a response larger than this, or with more
@@ -241,8 +271,8 @@ var workers struct {
 	free  []uint32
 }
 
-func newWorker() *worker {
-	w := &worker{job: C.caddysnake_job_new(wholeResponseBytes, wholeResponseStrings), news: make(chan struct{}, 1)}
+func newWorker(p *pool) *worker {
+	w := &worker{job: C.caddysnake_job_new(wholeResponseBytes, wholeResponseStrings), news: make(chan struct{}, 1), pool: p}
 	if w.job == nil {
 		panic("python: out of memory for a request slot")
 	}
@@ -267,8 +297,10 @@ func newWorker() *worker {
 }
 
 func (w *worker) unregister() {
+	w.jobMu.Lock() // a late timeout interrupt may be about to read the job
 	C.caddysnake_job_free(w.job)
 	w.job = nil
+	w.jobMu.Unlock()
 	workers.mu.Lock()
 	defer workers.mu.Unlock()
 	table := *workers.table.Load()

@@ -11,8 +11,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -36,15 +38,18 @@ type WSGIApp struct {
 	obj    *C.PyObject
 	pool   *pool
 	logger *zap.Logger
+	opts   WSGIOptions
 }
 
 // WSGIOptions says what to import and how to run it.
 type WSGIOptions struct {
-	Target     string // "module:attribute"
-	WorkingDir string
-	Venv       string
-	Threads    int
-	MaxWait    time.Duration
+	Target      string // "module:attribute"
+	WorkingDir  string
+	Venv        string
+	Threads     int
+	MaxWait     time.Duration
+	Timeout     time.Duration // request_timeout; 0: off
+	BodyTimeout time.Duration // request_body_timeout; 0: off
 }
 
 // LoadWSGI imports the app into it and starts its threads. The app owns
@@ -55,27 +60,30 @@ func LoadWSGI(it *interpreter, opts WSGIOptions, logger *zap.Logger) (*WSGIApp, 
 		it.end()
 		return nil, err
 	}
-	p, err := newPool(it, obj, opts.Threads, opts.MaxWait)
+	p, err := newPool(it, obj, opts.Threads, opts.MaxWait, opts.Timeout)
 	if err != nil {
 		it.release(obj)
 		it.end()
 		return nil, err
 	}
-	return &WSGIApp{target: opts.Target, interp: it, obj: obj, pool: p, logger: logger}, nil
+	return &WSGIApp{target: opts.Target, interp: it, obj: obj, pool: p, logger: logger, opts: opts}, nil
 }
 
 // Close stops taking requests; the threads finish what they serve, then the
 // app object is dropped and a sub-interpreter ended.
 func (a *WSGIApp) Close() {
-	a.pool.close(func() {
+	a.pool.close(func(leaked bool) {
+		if leaked {
+			// A thread written off may still run the app in this
+			// interpreter: the app, its lane and a sub-interpreter stay.
+			a.logger.Warn("python: a worker thread written off after a timeout has not come back; "+
+				"the replaced app's interpreter is left running", zap.String("app", a.target))
+			return
+		}
 		a.interp.release(a.obj)
 		a.interp.end()
 	})
 }
-
-// Abandon: requests in flight are not cut short yet (their threads run
-// on); TODO: raise RequestTimeout in their threads and write them off.
-func (a *WSGIApp) Abandon() {}
 
 // wsgiRequest is one request in flight; the C callbacks reach it through
 // its worker's handle while the app runs.
@@ -88,7 +96,15 @@ type wsgiRequest struct {
 	bodyEOF     bool   // the body was read to its end
 	lastErr     string // message for the exception C raises
 	ctl         *http.ResponseController
-	refused     bool // Go refused the app's headers (a bridge bug)
+	refused     bool                     // Go refused the app's headers (a bridge bug)
+	bodyCtl     *http.ResponseController // go_read's, for the body's read deadline
+	// request_timeout (timeouts.go): RequestTimeout was raised in the
+	// request's thread; the thread was written off (lost); the Python stack
+	// it was stuck in.
+	interrupted bool
+	lost        bool
+	stack       string
+	writing     atomic.Int32 // go_write / go_sendfile calls in progress
 }
 
 var requestPool = sync.Pool{New: func() any { return new(wsgiRequest) }}
@@ -105,20 +121,28 @@ func (a *WSGIApp) Serve(w http.ResponseWriter, r *http.Request) error {
 	defer a.pool.leave()
 	wk := a.pool.get()
 	// Even on a panic: the slot goes back only once the job is over (run
-	// returns after the result came, or after the job left the queue).
-	defer a.pool.put(wk)
+	// returns after the result came, or after the job left the queue), and
+	// never once it was written off (its thread may still write into it).
+	defer func() {
+		if !wk.lost {
+			a.pool.put(wk)
+		}
+	}()
 	req := requestPool.Get().(*wsgiRequest)
 	*req = wsgiRequest{app: a, w: w, r: r}
 	rc, err := req.run(wk)
-	headersSent, bodyErr, bodyEOF, refused := req.headersSent, req.bodyErr, req.bodyEOF, req.refused
-	*req = wsgiRequest{}
-	requestPool.Put(req)
-	if hasBody && !endBody(w, r, bodyEOF, headersSent) {
+	if hasBody && !endBody(w, r, req.bodyEOF, req.headersSent) {
 		panic(http.ErrAbortHandler) // the connection could not be marked for closing
 	}
+	if req.interrupted || req.lost {
+		return a.timedOut(req, rc)
+	}
+	headersSent, bodyErr, refused := req.headersSent, req.bodyErr, req.refused
+	*req = wsgiRequest{}
+	requestPool.Put(req)
 	if err != nil {
 		if bodyErr != nil {
-			return bodyError(bodyErr)
+			return bodyError(closeOnTimeout(w, r, bodyErr))
 		}
 		switch err {
 		case ErrBusy, ErrStopped, errBodyMemory:
@@ -138,7 +162,7 @@ func (a *WSGIApp) Serve(w http.ResponseWriter, r *http.Request) error {
 		// rather than a truncated one that looks complete.
 		panic(http.ErrAbortHandler)
 	case bodyErr != nil:
-		return bodyError(bodyErr)
+		return bodyError(closeOnTimeout(w, r, bodyErr))
 	default:
 		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("python app %s raised an exception (traceback logged above)", a.target))
 	}
@@ -152,8 +176,13 @@ func (req *wsgiRequest) run(w *worker) (int, error) {
 	w.cur.Store(req)
 	defer w.cur.Store(nil)
 	// A body sent by reference goes back to Python even if sending panics:
-	// the slot may be freed next, and the reference with it.
-	defer C.caddysnake_job_release_body(w.job)
+	// the slot may be freed next, and the reference with it. Not a job
+	// written off: its lost thread drops it, if it comes back.
+	defer func() {
+		if !req.lost {
+			C.caddysnake_job_release_body(w.job)
+		}
+	}()
 	// A small body goes straight into the job's C buffer: wsgi.input makes
 	// its bytes from there, with no copy in between.
 	bodyLen := preloadLen(req.r)
@@ -162,16 +191,25 @@ func (req *wsgiRequest) run(w *worker) (int, error) {
 		if p == nil {
 			return 0, errBodyMemory
 		}
-		if err := readPreload(req.r, p, bodyLen); err != nil {
+		if err := readPreload(req.w, req.r, p, bodyLen, req.app.opts.BodyTimeout); err != nil {
 			req.bodyErr = err
 			return 0, err
 		}
 		req.bodyEOF = true
 	}
+	mark := uint64(w.handle())
+	w.run.Store(mark) // for the watcher (timeouts.go)
+	defer w.run.Store(0)
 	if err := req.app.pool.submit(w, w.marshal(req.r), bodyLen, req.r.Context().Done()); err != nil {
 		return 0, err
 	}
-	rc := req.collect(w)
+	rc := req.collect(w, mark)
+	if req.lost {
+		return rc, nil
+	}
+	if w.job.interrupted != 0 { // final now: the job finished (a plain read, no cgo call)
+		req.interruptedJob(w)
+	}
 	if out := w.job.out; out.n > 0 && !req.sendWhole(out) {
 		rc = wsgiBridgeError
 	}
@@ -199,9 +237,14 @@ func preloadLen(r *http.Request) int {
 }
 
 // readPreload reads the whole body (preloadLen's n bytes) into the C memory
-// at p, where the app's bytes are made from: no Go buffer in between.
-func readPreload(r *http.Request, p *C.char, n int) error {
-	if _, err := io.ReadFull(r.Body, unsafe.Slice((*byte)(unsafe.Pointer(p)), n)); err != nil {
+// at p, where the app's bytes are made from: no Go buffer in between. No
+// wait for its bytes may exceed timeout (request_body_timeout; 0: none).
+func readPreload(w http.ResponseWriter, r *http.Request, p *C.char, n int, timeout time.Duration) error {
+	var dst io.Reader = r.Body
+	if timeout > 0 {
+		dst = &bodyReader{body: r.Body, ctl: http.NewResponseController(w), timeout: timeout}
+	}
+	if _, err := io.ReadFull(dst, unsafe.Slice((*byte)(unsafe.Pointer(p)), n)); err != nil {
 		if err == io.ErrUnexpectedEOF {
 			err = fmt.Errorf("request body shorter than its Content-Length: %w", err)
 		}
@@ -211,13 +254,16 @@ func readPreload(r *http.Request, p *C.char, n int) error {
 }
 
 // collect sends the job's frames as the worker appends them, until the job
-// finished (run then sends a response the app produced whole). Returns the
-// job's result code.
-func (req *wsgiRequest) collect(w *worker) int {
+// finished (run then sends a response the app produced whole), or until
+// the watcher gave up on it (req.lost). Returns the job's result code.
+func (req *wsgiRequest) collect(w *worker, mark uint64) int {
 	var t C.cs_take
 	gone := false
 	for {
 		<-w.news
+		if w.writeOff.Load() == mark && req.writeOff(w) {
+			return wsgiBridgeError
+		}
 		C.caddysnake_job_take(w.job, &t)
 		if t.len > 0 {
 			if !gone && !req.sendFrames(unsafe.Slice((*byte)(unsafe.Pointer(t.frames)), int(t.len))) {
@@ -423,11 +469,15 @@ func freeAll(ps ...*C.char) {
 
 // bodyError is the answer to a request whose body could not be read, when
 // the app failed because of it before responding: 413 over a request_body
-// limit, else 400 (a malformed or cut-short body is the client's fault).
+// limit, 408 when the client stopped sending for request_body_timeout, else
+// 400 (a malformed or cut-short body is the client's fault).
 func bodyError(err error) error {
 	var tooLarge *http.MaxBytesError
 	if errors.As(err, &tooLarge) {
 		return caddyhttp.Error(http.StatusRequestEntityTooLarge, err)
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return caddyhttp.Error(http.StatusRequestTimeout, fmt.Errorf("request body: no bytes for request_body_timeout: %w", err))
 	}
 	return caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("reading request body: %w", err))
 }

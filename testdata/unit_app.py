@@ -31,3 +31,11 @@ def boom(environ, start_response):
 
 
 not_callable = 42
+
+
+def stuck(environ, start_response):
+    """Never returns: /loop in Python, anything else blocked inside C."""
+    if environ["PATH_INFO"] == "/loop":
+        while True:
+            pass
+    threading.Event().wait()

@@ -8,6 +8,6 @@ and be the only text here that looks like it.
 
 __version__ = "0.1.0"
 
-from .bridge import ClientDisconnected, ConfigError, RequestBodyError  # noqa: E402
+from .bridge import ClientDisconnected, ConfigError, RequestBodyError, RequestTimeout  # noqa: E402
 
-__all__ = ["__version__", "ClientDisconnected", "ConfigError", "RequestBodyError"]
+__all__ = ["__version__", "ClientDisconnected", "ConfigError", "RequestBodyError", "RequestTimeout"]

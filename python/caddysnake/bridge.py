@@ -17,6 +17,7 @@ if native is not None:
     # catches exactly what the C functions raise.
     ClientDisconnected = native.ClientDisconnected
     RequestBodyError = native.RequestBodyError
+    RequestTimeout = native.RequestTimeout
 else:
 
     class ClientDisconnected(OSError):
@@ -24,6 +25,10 @@ else:
 
     class RequestBodyError(OSError):
         """The request body is malformed or the client stopped sending it."""
+
+    class RequestTimeout(BaseException):
+        """Raised in a WSGI request's thread once it ran longer than
+        request_timeout (a BaseException, so `except Exception` lets it by)."""
 
 
 class ConfigError(Exception):

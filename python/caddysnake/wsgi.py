@@ -13,7 +13,7 @@ import sys
 import traceback
 
 from . import __version__, bridge
-from .bridge import ClientDisconnected
+from .bridge import ClientDisconnected, RequestTimeout
 
 # The native module. A module attribute read at call time: tests monkeypatch it.
 _native = bridge.native
@@ -722,6 +722,10 @@ def _failed(resp, handle, exc, what):
     # A whole response still waiting to be handed back was not sent: the
     # failure (in close()) can still become a clean 500.
     sent = resp is not None and resp.sent and resp.whole is None
+    if isinstance(exc, RequestTimeout):
+        # Go logs the timeout with the stack it was stuck in, and answers.
+        _log(handle, LOG_DEBUG, "request_timeout: RequestTimeout unwound the request")
+        return APP_ERROR_AFTER_HEADERS if sent else APP_ERROR
     if isinstance(exc, _NoStartResponse):
         _log(handle, LOG_ERROR, "WSGI app error: start_response() was not called before the response iterable ended")
         return APP_ERROR
@@ -729,6 +733,15 @@ def _failed(resp, handle, exc, what):
     tb = "".join(traceback.format_exception(exc))
     _log(handle, LOG_ERROR, f"{what}{where}:\n{tb}")
     return APP_ERROR_AFTER_HEADERS if sent else APP_ERROR
+
+
+def _thread_stack(ident):
+    """The Python stack thread ident is in, for the log line of a request
+    that ran over request_timeout (called by the C side, with the GIL)."""
+    frame = sys._current_frames().get(ident)
+    if frame is None:
+        return "(no Python frame: the thread is not running Python code)"
+    return "".join(traceback.format_stack(frame))
 
 
 def serve(app, req, handle):

@@ -640,3 +640,52 @@ def test_large_list_body_is_written_in_chunks(run, native):
     assert code == 0
     assert [len(c.data) for c in r.calls] == [20_000, 20_000]
     assert r.header("Content-Length") == "40000"
+
+
+def test_request_timeout_unwinds_quietly(run, native):
+    """RequestTimeout (raised by Go's request_timeout watcher) is a
+    BaseException that `except Exception` lets by; serve() reports it as an
+    app error, without a traceback of its own: Go logs the stack."""
+    from caddysnake import RequestTimeout
+
+    assert issubclass(RequestTimeout, BaseException) and not issubclass(RequestTimeout, Exception)
+
+    def app(environ, start_response):
+        try:
+            raise RequestTimeout()
+        except Exception:  # pragma: no cover - must not catch it
+            pass
+
+    code, _ = run(app)
+    assert code == 1
+    assert native.errors() == []
+
+    def streaming(environ, start_response):
+        start_response("200 OK", TEXT)
+        yield b"partial"
+        raise RequestTimeout()
+
+    code, r = run(streaming)
+    assert code == 2 and r.body == b"partial"
+
+
+def test_thread_stack_names_the_function():
+    import threading
+
+    stop = threading.Event()
+
+    def stuck_here():
+        stop.wait(5)
+
+    t = threading.Thread(target=stuck_here)
+    t.start()
+    try:
+        for _ in range(100):  # bounded: until the thread is in stuck_here
+            if "stuck_here" in wsgi._thread_stack(t.ident):
+                break
+            stop.wait(0.01)
+        assert "stuck_here" in wsgi._thread_stack(t.ident)
+    finally:
+        stop.set()
+        t.join()
+    assert "no Python frame" in wsgi._thread_stack(1)

@@ -177,10 +177,9 @@ func TestASGIRequestTimeout(t *testing.T) {
 	if !c.waitLog(2*time.Second, "timed out after 1s (request_timeout): GET /stuck", "_stuck_forever") {
 		t.Errorf("no log line naming the timed-out request and where it waited")
 	}
-	// Streaming is exempt: /stream-slow takes 0.75 s, so make it longer.
-	c2 := startCaddy(t, asgiSite(t, "asgi_stop:app", "request_timeout 300ms"))
-	if got := c2.get(t, "/stream-slow", 200); len(got) != 5000 {
-		t.Errorf("GET /stream-slow under request_timeout 300ms: %d bytes, want 5000", len(got))
+	// Streaming is exempt: /stream-long streams for 2.5 s.
+	if got := c.get(t, "/stream-long", 200); len(got) != 5000 {
+		t.Errorf("GET /stream-long under request_timeout 1s: %d bytes, want 5000", len(got))
 	}
 }
 
@@ -230,4 +229,73 @@ func TestASGIStubbornTaskReleasesItsConnection(t *testing.T) {
 		t.Errorf("the abandoned task was not logged")
 	}
 	c.get(t, "/ok", 200)
+}
+
+// Stop is bounded with no grace_period set, even with requests that never
+// end: a WSGI thread blocked inside C and an ASGI task that never answers
+// (request_timeout off, so only the stop bound can end them). Issue 13
+// measured a process still running minutes after SIGTERM. Expected: 503
+// for both after DefaultStopTimeout (30s), the lifespan shutdown run, the
+// process gone well within 45s.
+func TestStopWithStuckRequestsEndsWithinTheDefaultBound(t *testing.T) {
+	t.Parallel()
+	venv := ""
+	if v := os.Getenv("CADDYSNAKE_VENV"); v != "" {
+		venv = "venv " + v
+	}
+	c := startCaddy(t, pySite("http://127.0.0.1:{{PORT}}", "wsgi_stuck:app", "threads 2", "request_timeout off")+
+		fmt.Sprintf(`http://127.0.0.1:{{PORT2}} {
+	python {
+		module_asgi "asgi_stop:app"
+		working_dir {{APPS}}
+		lifespan on
+		request_timeout off
+		%s
+	}
+}
+`, venv))
+	type result struct {
+		status int
+		err    error
+	}
+	wsgi, asgi := make(chan result, 1), make(chan result, 1)
+	go func() {
+		status, _, err := c.fetch("GET", "/wait", nil)
+		wsgi <- result{status, err}
+	}()
+	go func() {
+		resp, err := c.Client.Get(fmt.Sprintf("http://127.0.0.1:%d/stuck", c.Port2))
+		if err != nil {
+			asgi <- result{0, err}
+			return
+		}
+		resp.Body.Close()
+		asgi <- result{resp.StatusCode, nil}
+	}()
+	time.Sleep(time.Second)
+	start := time.Now()
+	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-c.done:
+	case <-time.After(45 * time.Second):
+		t.Fatalf("caddy still running 45s after SIGTERM with stuck requests (no grace_period)")
+	}
+	took := time.Since(start)
+	t.Logf("exited %v after SIGTERM", took.Round(100*time.Millisecond))
+	if took < 25*time.Second {
+		t.Errorf("exited after %v: the stuck requests were not given the drain bound (30s)", took)
+	}
+	for name, ch := range map[string]chan result{"WSGI /wait": wsgi, "ASGI /stuck": asgi} {
+		select {
+		case r := <-ch:
+			if r.err != nil || r.status != http.StatusServiceUnavailable {
+				t.Errorf("%s: %d %v, want 503 at the stop bound", name, r.status, r.err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Errorf("%s: no answer", name)
+		}
+	}
+	if !strings.Contains(c.Log(), "asgi_stop: lifespan shutdown ran") {
+		t.Errorf("the ASGI lifespan shutdown did not run before the process exited")
+	}
 }

@@ -2,6 +2,7 @@
 
 /slow           sleeps 0.6 s, then answers 5,000 bytes with a Content-Length
 /stream-slow    streams 5 chunks of 1,000 bytes, 0.15 s apart (chunked)
+/stream-long    the same, 0.5 s apart (2.5 s in all)
 /stuck          never answers
 /start-stuck    sends http.response.start, then never a body
 /stream-stuck   streams one chunk, then never ends
@@ -37,11 +38,11 @@ async def app(scope, receive, send):
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-length", b"5000")]})
         await send({"type": "http.response.body", "body": body})
-    elif path == "/stream-slow":
+    elif path in ("/stream-slow", "/stream-long"):
         await send({"type": "http.response.start", "status": 200})
         for _ in range(5):
             await send({"type": "http.response.body", "body": b"y" * 1000, "more_body": True})
-            await asyncio.sleep(0.15)
+            await asyncio.sleep(0.15 if path == "/stream-slow" else 0.5)
         await send({"type": "http.response.body", "body": b""})
     elif path == "/stuck":
         await _stuck_forever()

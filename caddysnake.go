@@ -109,6 +109,14 @@ type Handler struct {
 	// one closes the connection with 1009 (message too big). Default: 16 MiB.
 	WSMaxMessage int64 `json:"ws_max_message,omitempty"`
 
+	// Whether ASGI WebSockets negotiate permessage-deflate (RFC 7692) with
+	// clients that offer it: "on" (the default: the compression context
+	// is kept across messages unless the client asks otherwise), "off", or
+	// "no_context_takeover" (each message compressed on its own: less
+	// memory per connection, less compression). Messages under 128 bytes
+	// (512 without context takeover) are sent uncompressed either way.
+	WSCompression string `json:"ws_compression,omitempty"`
+
 	// How many sub-interpreters serve the app. 0 (the default) imports it
 	// into the main interpreter, shared with the other apps of this Caddy.
 	// N >= 1 makes N isolated sub-interpreters with their own GIL (PEP 684,
@@ -172,6 +180,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	var fields []zap.Field
 	if h.ModuleASGI != "" {
 		target, kind = h.ModuleASGI, "module_asgi"
+		wsCompression, _ := wsCompressionMode(h.WSCompression) // checked by Validate
 		opts := ASGIOptions{
 			Target:          h.ModuleASGI,
 			WorkingDir:      h.WorkingDir,
@@ -181,6 +190,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			StartupTimeout:  cmp.Or(time.Duration(h.StartupTimeout), DefaultStartupTimeout),
 			ShutdownTimeout: cmp.Or(time.Duration(h.ShutdownTimeout), DefaultShutdownTimeout),
 			WSMaxMessage:    cmp.Or(h.WSMaxMessage, DefaultWSMaxMessage),
+			WSCompression:   wsCompression,
 			RequestTimeout:  h.requestTimeout(),
 		}
 		load = func(it *interpreter) (servedApp, error) { return LoadASGI(it, opts, h.logger) }
@@ -260,8 +270,8 @@ func (h *Handler) checkConfig() error {
 	case h.ModuleWSGI == "":
 		return fmt.Errorf(`python: module_wsgi or module_asgi is required, e.g. module_wsgi "myapp.wsgi:application"`)
 	default:
-		if h.Lifespan != "" || h.Loop != "" || h.StartupTimeout != 0 || h.ShutdownTimeout != 0 || h.WSMaxMessage != 0 {
-			return fmt.Errorf("python: lifespan, loop, startup_timeout, shutdown_timeout and ws_max_message apply to ASGI apps (module_asgi)")
+		if h.Lifespan != "" || h.Loop != "" || h.StartupTimeout != 0 || h.ShutdownTimeout != 0 || h.WSMaxMessage != 0 || h.WSCompression != "" {
+			return fmt.Errorf("python: lifespan, loop, startup_timeout, shutdown_timeout, ws_max_message and ws_compression apply to ASGI apps (module_asgi)")
 		}
 	}
 	if mod, attr, ok := strings.Cut(target, ":"); !ok || mod == "" || attr == "" {
@@ -295,6 +305,9 @@ func (h *Handler) checkConfig() error {
 	}
 	if h.WSMaxMessage < 0 {
 		return fmt.Errorf("python: ws_max_message must be positive")
+	}
+	if _, err := wsCompressionMode(h.WSCompression); err != nil {
+		return fmt.Errorf("python: %v", err)
 	}
 	if h.Threads < 0 {
 		return fmt.Errorf("python: threads must be at least 1, got %d", h.Threads)
@@ -362,6 +375,7 @@ func (h *Handler) requestTimeout() time.Duration {
 //		startup_timeout  <duration>   # ASGI
 //		shutdown_timeout <duration>   # ASGI
 //		ws_max_message   <size>       # ASGI WebSocket, e.g. 16MiB
+//		ws_compression   on|off|no_context_takeover  # ASGI WebSocket
 //		interpreters     <count>      # 0: main interpreter; N: own-GIL sub-interpreters
 //		free_threaded    [on|off]     # require a free-threaded CPython, GIL off
 //	}
@@ -423,6 +437,14 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("ws_max_message: expected a size such as 16MiB, got %q", d.Val())
 			}
 			h.WSMaxMessage = int64(n)
+		case "ws_compression":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			if _, err := wsCompressionMode(d.Val()); err != nil {
+				return d.Err(err.Error())
+			}
+			h.WSCompression = d.Val()
 		case "interpreters":
 			if !d.NextArg() {
 				return d.ArgErr()
@@ -473,7 +495,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				h.ShutdownTimeout = caddy.Duration(dur)
 			}
 		default:
-			return d.Errf("unknown python subdirective %q; allowed: module_wsgi, module_asgi, working_dir, venv, threads, max_wait, lifespan, loop, startup_timeout, shutdown_timeout, ws_max_message, interpreters, free_threaded", sub)
+			return d.Errf("unknown python subdirective %q; allowed: module_wsgi, module_asgi, working_dir, venv, threads, max_wait, lifespan, loop, startup_timeout, shutdown_timeout, ws_max_message, ws_compression, interpreters, free_threaded", sub)
 		}
 	}
 	return nil

@@ -333,6 +333,9 @@ func (h *Handler) checkConfig() error {
 
 // ServeHTTP hands the request to the app's threads.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	if err := h.checkRequest(r); err != nil { // target.go
+		return err
+	}
 	return h.app.Serve(w, r)
 }
 

@@ -10,8 +10,8 @@ import (
 	"strings"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"golang.org/x/net/http/httpguts"
 	"go.uber.org/zap"
+	"golang.org/x/net/http/httpguts"
 )
 
 // Request checks made once, before a request reaches Python, for WSGI and

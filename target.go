@@ -32,6 +32,9 @@ func (h *Handler) checkRequest(r *http.Request) error {
 		return caddyhttp.Error(http.StatusBadRequest, err)
 	}
 	dropFragment(r)
+	if h.ModuleASGI != "" {
+		asUpgradeRequest(r) // ws_h2.go: RFC 8441 extended CONNECT
+	}
 	if r.ProtoMajor == 1 && r.Body != nil && r.Body != http.NoBody {
 		// HTTP/2 and 3 refuse such trailers themselves (httpguts).
 		r.Body = &trailerGuard{ReadCloser: r.Body, r: r, logger: h.logger}

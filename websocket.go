@@ -122,8 +122,8 @@ func (req *asgiRequest) acceptWebSocket(c *asgiCmd) bool {
 		}
 		opts.Subprotocols = []string{c.path}
 	}
-	w := req.acceptWriter(opts) // wsconform.go: close frames checked
-	conn, err := websocket.Accept(w, req.r, opts)
+	w, r := req.acceptWriter(opts) // wsconform.go: close frames checked, HTTP/2 streams
+	conn, err := websocket.Accept(w, r, opts)
 	req.headerWritten = true // Accept answered, one way or the other
 	if err != nil {
 		req.app.logger.Debug("websocket handshake failed", zap.Error(err))

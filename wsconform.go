@@ -322,13 +322,18 @@ func (c *closeCheckConn) parse() bool {
 	return true
 }
 
-// acceptWriter is the ResponseWriter websocket.Accept gets: incoming close
-// frames checked first. With permessage-deflate negotiated, every message is
+// acceptWriter is the ResponseWriter and request websocket.Accept gets:
+// incoming close frames checked first. With permessage-deflate negotiated, every message is
 // compressed, however small, as Python's websockets (uvicorn) does: some
 // clients (kosoku's Autobahn driver) mishandle an uncompressed message in a
 // compressed session, and for small messages the cost measured is small
 // (bench/README.md).
-func (req *asgiRequest) acceptWriter(opts *websocket.AcceptOptions) http.ResponseWriter {
+// Over HTTP/2 it is the stream's adapter (ws_h2.go).
+func (req *asgiRequest) acceptWriter(opts *websocket.AcceptOptions) (http.ResponseWriter, *http.Request) {
 	opts.CompressionThreshold = -1 // never below: all messages compressed
-	return closeCheckWriter{req.w}
+	w, r := req.w, req.r
+	if r.ProtoMajor == 2 {
+		w, r = h2Accept(w, r)
+	}
+	return closeCheckWriter{w}, r
 }

@@ -24,10 +24,11 @@ import (
 
 // rawWS is a client connection past the handshake.
 type rawWS struct {
-	t    *testing.T
-	conn net.Conn
-	br   *bufio.Reader
-	resp *http.Response
+	t        *testing.T
+	w        io.Writer
+	br       *bufio.Reader
+	resp     *http.Response
+	deadline func(time.Time) // of reads; nil: none (an HTTP/2 stream)
 }
 
 func rawWSDial(t *testing.T, c *caddy, path string, headers ...string) *rawWS {
@@ -45,10 +46,11 @@ func rawWSDial(t *testing.T, c *caddy, path string, headers ...string) *rawWS {
 		path, c.Addr(), base64.StdEncoding.EncodeToString(key), strings.Join(headers, ""))
 	br := bufio.NewReader(conn)
 	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		return &rawWS{t: t, conn: conn, br: br} // resp nil: no answer
+	ws := &rawWS{t: t, w: conn, br: br, deadline: func(d time.Time) { conn.SetReadDeadline(d) }}
+	if err == nil {
+		ws.resp = resp // else nil: no answer
 	}
-	return &rawWS{t: t, conn: conn, br: br, resp: resp}
+	return ws
 }
 
 // frame writes one masked frame.
@@ -74,14 +76,16 @@ func (ws *rawWS) frame(fin bool, opcode byte, payload []byte) {
 	for i := range payload {
 		masked[i] = payload[i] ^ key[i%4]
 	}
-	if _, err := ws.conn.Write(append(hdr, masked...)); err != nil {
+	if _, err := ws.w.Write(append(hdr, masked...)); err != nil {
 		ws.t.Fatalf("write frame: %v", err)
 	}
 }
 
 // read returns the server's next frame (servers do not mask).
 func (ws *rawWS) read(timeout time.Duration) (opcode byte, payload []byte, err error) {
-	ws.conn.SetReadDeadline(time.Now().Add(timeout))
+	if ws.deadline != nil {
+		ws.deadline(time.Now().Add(timeout))
+	}
 	var h [2]byte
 	if _, err = io.ReadFull(ws.br, h[:]); err != nil {
 		return 0, nil, err

@@ -3,12 +3,16 @@ package caddysnake
 import (
 	"bufio"
 	"bytes"
+	"compress/flate"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -195,6 +199,7 @@ func (req *asgiRequest) refuseSubprotocol(sub string) {
 // which it echoes, failing the connection as RFC 6455 8.1 asks.
 type closeCheckWriter struct {
 	http.ResponseWriter
+	deflate bool // compress every outgoing message here (smallWindowDeflate)
 }
 
 func (w closeCheckWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
@@ -207,7 +212,14 @@ func (w closeCheckWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	// Bytes the server had read ahead go through the check too.
 	ahead, _ := brw.Reader.Peek(brw.Reader.Buffered())
 	fc := &closeCheckConn{Conn: conn, src: io.MultiReader(bytes.NewReader(bytes.Clone(ahead)), conn)}
-	return fc, bufio.NewReadWriter(bufio.NewReader(fc), brw.Writer), nil
+	if !w.deflate {
+		return fc, bufio.NewReadWriter(bufio.NewReader(fc), brw.Writer), nil
+	}
+	if err := brw.Writer.Flush(); err != nil {
+		return nil, nil, err
+	}
+	out := &smallWindowDeflate{Conn: fc}
+	return out, bufio.NewReadWriter(bufio.NewReader(fc), bufio.NewWriter(out)), nil
 }
 
 // closeCheckConn walks the client's frame headers (RFC 6455 5.2) as the
@@ -335,5 +347,166 @@ func (req *asgiRequest) acceptWriter(opts *websocket.AcceptOptions) (http.Respon
 	if r.ProtoMajor == 2 {
 		w, r = h2Accept(w, r)
 	}
-	return closeCheckWriter{w}, r
+	if opts.CompressionMode != websocket.CompressionDisabled {
+		if bits := takeSmallWindowOffer(r); bits != 0 {
+			opts.CompressionThreshold = math.MaxInt // the library sends plain frames ...
+			w = windowBitsWriter{ResponseWriter: w, bits: bits}
+			return closeCheckWriter{ResponseWriter: w, deflate: true}, r // ... compressed on the way out
+		}
+	}
+	return closeCheckWriter{ResponseWriter: w}, r
+}
+
+// takeSmallWindowOffer: coder/websocket declines a permessage-deflate offer
+// with server_max_window_bits below 15 (Go's compress/flate always uses a
+// 32 KiB window; Autobahn 13.3, 13.5). When the first offer the library
+// could take but for that parameter has it, the parameter is removed from
+// the request (the library then takes that offer) and its value returned,
+// to be echoed in the response (RFC 7692 7.1.2.1) and kept to by
+// compressing without back-references (smallWindowDeflate). 0: nothing to
+// do, the library negotiates as usual.
+func takeSmallWindowOffer(r *http.Request) int {
+	var offers []string
+	for _, v := range r.Header.Values("Sec-WebSocket-Extensions") {
+		offers = append(offers, strings.Split(v, ",")...)
+	}
+	for _, offer := range offers {
+		params := strings.Split(offer, ";")
+		if strings.TrimSpace(params[0]) != "permessage-deflate" {
+			continue
+		}
+		kept := []string{"permessage-deflate"}
+		ok, window := true, 0
+		for _, p := range params[1:] {
+			p = strings.TrimSpace(p)
+			name, val, hasVal := strings.Cut(p, "=")
+			switch strings.TrimSpace(name) {
+			case "server_max_window_bits":
+				n, err := strconv.Atoi(strings.Trim(strings.TrimSpace(val), `"`))
+				ok = ok && err == nil && n >= 8 && n <= 15 && window == 0
+				window = n
+				if n == 15 {
+					kept = append(kept, p) // the library takes 15 itself
+				}
+			case "client_no_context_takeover", "server_no_context_takeover":
+				ok = ok && !hasVal
+				kept = append(kept, p)
+			case "client_max_window_bits":
+				kept = append(kept, p) // any window inflates with ours
+			default:
+				ok = false
+			}
+		}
+		if !ok {
+			continue // the library would decline it too
+		}
+		if window == 0 || window == 15 {
+			return 0
+		}
+		r.Header.Set("Sec-WebSocket-Extensions", strings.Join(kept, "; "))
+		return window
+	}
+	return 0
+}
+
+// windowBitsWriter adds server_max_window_bits to the 101's
+// Sec-WebSocket-Extensions; Unwrap leads coder/websocket to the Hijacker.
+type windowBitsWriter struct {
+	http.ResponseWriter
+	bits int
+}
+
+func (w windowBitsWriter) WriteHeader(code int) {
+	if ext := w.Header().Get("Sec-WebSocket-Extensions"); code == http.StatusSwitchingProtocols && ext != "" {
+		w.Header().Set("Sec-WebSocket-Extensions", ext+"; server_max_window_bits="+strconv.Itoa(w.bits))
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w windowBitsWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// smallWindowDeflate compresses the whole data frames coder/websocket
+// writes uncompressed (its threshold is set past any message) on a
+// connection whose client limited the server's window: Huffman coding
+// only, so no back-reference reaches past any window, and RSV1 set (RFC
+// 7692 7.2.1: the flushed block without its trailing 00 00 ff ff). Control
+// frames and anything else pass as they are. It buffers a frame until it
+// is whole; the library writes each message as one frame and flushes it.
+type smallWindowDeflate struct {
+	net.Conn
+	pending []byte
+	out     bytes.Buffer
+	fw      *flate.Writer
+}
+
+func (d *smallWindowDeflate) Write(p []byte) (int, error) {
+	d.pending = append(d.pending, p...)
+	for {
+		b := d.pending
+		if len(b) < 2 {
+			break
+		}
+		hlen, n := 2, int64(b[1]&0x7F)
+		switch n {
+		case 126:
+			hlen = 4
+		case 127:
+			hlen = 10
+		}
+		if b[1]&0x80 != 0 {
+			hlen += 4 // servers do not mask; for completeness
+		}
+		if len(b) < hlen {
+			break
+		}
+		switch n {
+		case 126:
+			n = int64(binary.BigEndian.Uint16(b[2:4]))
+		case 127:
+			n = int64(binary.BigEndian.Uint64(b[2:10]))
+		}
+		if int64(len(b)-hlen) < n {
+			break
+		}
+		frame := b[:hlen+int(n)]
+		fin, rsv1, opcode := b[0]&0x80 != 0, b[0]&0x40 != 0, b[0]&0x0F
+		var err error
+		if fin && !rsv1 && (opcode == 0x1 || opcode == 0x2) && b[1]&0x80 == 0 {
+			err = d.writeCompressed(b[0], frame[hlen:])
+		} else {
+			_, err = d.Conn.Write(frame)
+		}
+		d.pending = b[len(frame):]
+		if err != nil {
+			return len(p), err
+		}
+	}
+	if len(d.pending) == 0 {
+		d.pending = nil // let a large frame's buffer go
+	}
+	return len(p), nil
+}
+
+func (d *smallWindowDeflate) writeCompressed(b0 byte, payload []byte) error {
+	d.out.Reset()
+	if d.fw == nil {
+		d.fw, _ = flate.NewWriter(&d.out, flate.HuffmanOnly)
+	} else {
+		d.fw.Reset(&d.out)
+	}
+	d.fw.Write(payload)
+	d.fw.Flush()
+	body := bytes.TrimSuffix(d.out.Bytes(), []byte{0x00, 0x00, 0xff, 0xff})
+	hdr := []byte{b0 | 0x40}
+	switch n := len(body); {
+	case n < 126:
+		hdr = append(hdr, byte(n))
+	case n < 1<<16:
+		hdr = append(hdr, 126, byte(n>>8), byte(n))
+	default:
+		hdr = append(hdr, 127)
+		hdr = binary.BigEndian.AppendUint64(hdr, uint64(n))
+	}
+	_, err := d.Conn.Write(append(hdr, body...))
+	return err
 }

@@ -2,6 +2,8 @@ package tests
 
 import (
 	"bufio"
+	"bytes"
+	"compress/flate"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -29,6 +31,7 @@ type rawWS struct {
 	br       *bufio.Reader
 	resp     *http.Response
 	deadline func(time.Time) // of reads; nil: none (an HTTP/2 stream)
+	rsv1     bool            // of the last frame read: compressed (RFC 7692)
 }
 
 func rawWSDial(t *testing.T, c *caddy, path string, headers ...string) *rawWS {
@@ -107,6 +110,7 @@ func (ws *rawWS) read(timeout time.Duration) (opcode byte, payload []byte, err e
 	}
 	payload = make([]byte, n)
 	_, err = io.ReadFull(ws.br, payload)
+	ws.rsv1 = h[0]&0x40 != 0
 	return h[0] & 0x0F, payload, err
 }
 
@@ -229,6 +233,29 @@ func TestWebSocketCompression(t *testing.T) {
 		}
 		if ext := ws.resp.Header.Get("Sec-WebSocket-Extensions"); !strings.Contains(ext, "client_no_context_takeover") {
 			t.Fatalf("Sec-WebSocket-Extensions %q", ext)
+		}
+	})
+	t.Run("server_max_window_bits below 15 is taken and kept to", func(t *testing.T) {
+		c := startCaddy(t, asgiSite(t, "asgi_ws:app"))
+		ws := rawWSDial(t, c, "/echo", "Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=9; client_max_window_bits\r\n")
+		if ws.resp == nil || ws.resp.StatusCode != 101 {
+			t.Fatalf("handshake: %v", ws.resp)
+		}
+		if ext := ws.resp.Header.Get("Sec-WebSocket-Extensions"); !strings.Contains(ext, "server_max_window_bits=9") {
+			t.Fatalf("Sec-WebSocket-Extensions %q, want the offer's server_max_window_bits=9 echoed", ext)
+		}
+		msg := strings.Repeat("a window of 512 bytes ", 100)
+		for i := 0; i < 2; i++ {
+			ws.frame(true, 0x1, []byte(msg))
+			op, p, err := ws.read(5 * time.Second)
+			if err != nil || op != 0x1 || !ws.rsv1 {
+				t.Fatalf("echo: op %d, compressed %v, %v", op, ws.rsv1, err)
+			}
+			got, err := io.ReadAll(flate.NewReader(io.MultiReader(bytes.NewReader(p),
+				bytes.NewReader([]byte{0, 0, 0xff, 0xff, 1, 0, 0, 0xff, 0xff}))))
+			if err != nil || string(got) != msg {
+				t.Fatalf("inflated echo: %d bytes, %v", len(got), err)
+			}
 		}
 	})
 	t.Run("ws_compression off", func(t *testing.T) {

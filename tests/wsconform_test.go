@@ -216,8 +216,10 @@ func TestWebSocketCompression(t *testing.T) {
 		c := startCaddy(t, asgiSite(t, "asgi_ws:app"))
 		conn, resp := dial(t, c)
 		defer conn.CloseNow()
-		if ext := resp.Header.Get("Sec-WebSocket-Extensions"); !strings.HasPrefix(ext, "permessage-deflate") {
-			t.Fatalf("Sec-WebSocket-Extensions %q, want permessage-deflate", ext)
+		// The default keeps no context: no compressor held per connection.
+		if ext := resp.Header.Get("Sec-WebSocket-Extensions"); !strings.HasPrefix(ext, "permessage-deflate") ||
+			!strings.Contains(ext, "server_no_context_takeover") || !strings.Contains(ext, "client_no_context_takeover") {
+			t.Fatalf("Sec-WebSocket-Extensions %q, want permessage-deflate without context takeover", ext)
 		}
 		for _, msg := range []string{"", "hi", strings.Repeat("compress me ", 1000)} {
 			if got := wsEcho(t, conn, websocket.MessageText, []byte(msg)); string(got) != msg {
@@ -255,6 +257,20 @@ func TestWebSocketCompression(t *testing.T) {
 				bytes.NewReader([]byte{0, 0, 0xff, 0xff, 1, 0, 0, 0xff, 0xff}))))
 			if err != nil || string(got) != msg {
 				t.Fatalf("inflated echo: %d bytes, %v", len(got), err)
+			}
+		}
+	})
+	t.Run("ws_compression context_takeover", func(t *testing.T) {
+		c := startCaddy(t, asgiSite(t, "asgi_ws:app", "ws_compression context_takeover"))
+		conn, resp := dial(t, c)
+		defer conn.CloseNow()
+		if ext := resp.Header.Get("Sec-WebSocket-Extensions"); ext != "permessage-deflate" {
+			t.Fatalf("Sec-WebSocket-Extensions %q, want plain permessage-deflate", ext)
+		}
+		for i := 0; i < 3; i++ {
+			msg := strings.Repeat("same again ", 50)
+			if got := wsEcho(t, conn, websocket.MessageText, []byte(msg)); string(got) != msg {
+				t.Fatalf("echo %d: %d bytes", i, len(got))
 			}
 		}
 	})

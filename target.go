@@ -17,9 +17,9 @@ import (
 // Request checks made once, before a request reaches Python, for WSGI and
 // ASGI alike and whatever the HTTP version: what Go's parser lets through
 // but RFC 9112 / 9110 forbid, answered as gunicorn answers it. (Go itself
-// answers 400 for control bytes in the target, bad header names, obsolete
-// line folding and Content-Length beside Transfer-Encoding; those never
-// reach a handler.)
+// answers 400 for control bytes in the target or in field values, bad
+// header names and conflicting Content-Lengths; those never reach a
+// handler.)
 
 // checkRequest returns a 400 naming what is wrong with r, or nil. It drops
 // a fragment from the target (clients must not send one, RFC 9112 3.2;
@@ -29,6 +29,11 @@ func (h *Handler) checkRequest(r *http.Request) error {
 	if err := checkTarget(r); err != nil {
 		h.logger.Warn("bad request target; answered 400", zap.String("method", r.Method),
 			zap.String("target", r.RequestURI), zap.Error(err))
+		return caddyhttp.Error(http.StatusBadRequest, err)
+	}
+	if err := checkFields(r.Header); err != nil {
+		h.logger.Warn("bad request header; answered 400", zap.String("method", r.Method),
+			zap.String("uri", r.RequestURI), zap.Error(err))
 		return caddyhttp.Error(http.StatusBadRequest, err)
 	}
 	dropFragment(r)
@@ -65,6 +70,16 @@ func checkTarget(r *http.Request) error {
 		return nil // absolute-form (RFC 9112 3.2.2)
 	}
 	return fmt.Errorf("request target %q is neither a path nor an absolute URI; authority-form is only for CONNECT (RFC 9112 3.2.3)", t)
+}
+
+// checkFields refuses a second Content-Type: a singleton field (RFC 9110
+// 8.3) that apps read either way, one taking the first, another the last.
+// (Go's parser already refuses control characters in field values.)
+func checkFields(h http.Header) error {
+	if n := len(h["Content-Type"]); n > 1 {
+		return fmt.Errorf("%d Content-Type headers; it is a single-value field", n)
+	}
+	return nil
 }
 
 // dropFragment cuts "#..." off the query, or off the path when there is no

@@ -84,6 +84,26 @@ func TestRequestTargetChecks(t *testing.T) {
 		})
 	}
 
+	t.Run("control characters in a header value, a second Content-Type", func(t *testing.T) {
+		for _, hdr := range []string{"X-Value: plain\x07injected\r\n", "X-Value: plain\x7finjected\r\n",
+			"Content-Type: application/json\r\nContent-Type: text/html\r\n"} {
+			for _, addr := range []string{c.Addr(), c.addr2()} {
+				status, body := rawDo(t, addr, "GET /scope HTTP/1.1\r\n"+host+hdr+"\r\n")
+				if status != http.StatusBadRequest {
+					t.Errorf("%s: %q answered %d, want 400\n%s", addr, hdr, status, body)
+				}
+			}
+		}
+		// The control characters are Go's 400; the Content-Type is ours.
+		if !c.waitLog(2*time.Second, "bad request header", "single-value field") {
+			t.Error("no log line naming the bad header")
+		}
+		// HTAB and obs-text (bytes >= 0x80) are allowed in values.
+		if status, body := rawDo(t, c.addr2(), "GET /scope HTTP/1.1\r\n"+host+"X-Value: a\tb\xe9\r\n\r\n"); status != 200 {
+			t.Errorf("HTAB and obs-text answered %d\n%s", status, body)
+		}
+	})
+
 	t.Run("OPTIONS * and absolute-form are still served", func(t *testing.T) {
 		for _, line := range []string{"OPTIONS * HTTP/1.1\r\n", "GET http://127.0.0.1/scope?x=1 HTTP/1.1\r\n"} {
 			if status, body := rawDo(t, c.addr2(), line+host+"\r\n"); status != http.StatusOK {

@@ -14,6 +14,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/coder/websocket"
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 )
@@ -81,6 +82,7 @@ type ASGIOptions struct {
 	StartupTimeout  time.Duration
 	ShutdownTimeout time.Duration
 	WSMaxMessage    int64 // bytes; a larger incoming message closes with 1009
+	WSCompression   websocket.CompressionMode
 	// How long an HTTP request may run before its task is cancelled (504,
 	// or an aborted response); streaming responses and WebSockets are
 	// exempt once they stream. 0: no limit.

@@ -68,6 +68,7 @@ func TestCaddyfileErrors(t *testing.T) {
 		{`python a:b c:d`, `python takes one argument`},
 		{"python a:b {\n module_wsgi c:d\n}", `the app is already set to "a:b"`},
 		{"python {\n working_dir\n}", `wrong argument count`},
+		{`python { ws_compression maybe }`, `ws_compression: expected on, off or context_takeover, got "maybe"`},
 	} {
 		_, err := parse(t, tc.input)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -99,6 +100,8 @@ func TestProvisionErrors(t *testing.T) {
 		{Handler{ModuleASGI: "a:b", Threads: 2}, "threads and max_wait apply to WSGI"},
 		{Handler{ModuleWSGI: "a:b", Lifespan: "on"}, "apply to ASGI apps"},
 		{Handler{ModuleASGI: "a:b", Lifespan: "maybe"}, `lifespan "maybe": expected on, off or auto`},
+		{Handler{ModuleASGI: "a:b", WSCompression: "gzip"}, `ws_compression: expected on, off or context_takeover, got "gzip"`},
+		{Handler{ModuleWSGI: "a:b", WSCompression: "off"}, "ws_compression apply to ASGI apps"},
 		{Handler{ModuleWSGI: "unit_app"}, `expected "module:attribute"`},
 		{Handler{ModuleWSGI: "unit_app:x", WorkingDir: "/nonexistent/dir"}, `working_dir "/nonexistent/dir" is not a directory`},
 		{Handler{ModuleWSGI: "unit_app:missing", WorkingDir: testdata}, "has no attribute"},

@@ -119,11 +119,17 @@ func (req *asgiRequest) acceptWebSocket(c *asgiCmd) bool {
 		// Origin policy is the app's to enforce (it sees the Origin
 		// header), as with other ASGI servers.
 		InsecureSkipVerify: true,
+		CompressionMode:    req.app.opts.WSCompression,
 	}
 	if c.path != "" {
+		if !offeredSubprotocol(req.r, c.path) {
+			req.refuseSubprotocol(c.path) // wsconform.go
+			return false
+		}
 		opts.Subprotocols = []string{c.path}
 	}
-	conn, err := websocket.Accept(req.w, req.r, opts)
+	w, r := req.acceptWriter(opts) // wsconform.go: close frames checked, HTTP/2 streams
+	conn, err := websocket.Accept(w, r, opts)
 	req.headerWritten = true // Accept answered, one way or the other
 	if err != nil {
 		req.app.logger.Debug("websocket handshake failed", zap.Error(err))
@@ -150,9 +156,12 @@ func (req *asgiRequest) readWebSocket() {
 		case <-ws.ctx.Done():
 			return
 		}
-		typ, data, err := ws.conn.Read(ws.ctx)
+		typ, data, err := readMessage(ws.ctx, ws.conn) // wsconform.go: checks UTF-8
 		if err != nil {
 			code := int(websocket.CloseStatus(err))
+			if errors.Is(err, errInvalidUTF8) {
+				code = int(websocket.StatusInvalidFramePayloadData) // we closed with 1007
+			}
 			reason := ""
 			var ce websocket.CloseError
 			if errors.As(err, &ce) {

@@ -58,6 +58,12 @@ GUNICORN_SAME = f"gunicorn-{MODULE_THREADS}t"  # gthread with the module's threa
 SERVER_CPU = "0"  # --cores 1: every server process is pinned here ...
 WRK_CPU = "1"  # ... and wrk here
 
+# asgi-ws-echo: each connection sends this many messages of this size, one
+# at a time, waiting for each echo (bench/wsload).
+WS_MESSAGES = 1000
+WS_SIZE = 16
+WSLOAD = None  # the built bench/wsload binary, set on first use
+
 START_TIMEOUT = 90.0  # seconds for a server to listen and answer its first request
 PAUSE = 0.3  # seconds between two runs (lets the previous run's sockets close)
 
@@ -76,6 +82,7 @@ class Config:
     post: bool = False  # POST the 64 KiB body (post64k.lua) instead of GET
     body: str = "hello"  # expected response: hello | json | echo | cpu
     respond: bool = False  # also measure caddy's `respond` with the same body
+    ws: bool = False  # WebSocket echo driven by bench/wsload, not wrk
 
 
 MAIN_CONFIGS = [
@@ -97,6 +104,9 @@ MAIN_CONFIGS = [
            "raw ASGI, await asyncio.sleep(0.010), 256 connections", connections=256),
     Config("wsgi-cpu-1ms", "wsgi", "bench_wsgi:cpu",
            "raw WSGI, ~1 ms of pure-Python work per request", body="cpu"),
+    Config("asgi-ws-echo", "asgi", "bench_asgi:ws_echo",
+           f"raw ASGI WebSocket echo, {WS_MESSAGES:,} {WS_SIZE}-byte text messages per connection, "
+           "one at a time, 64 connections", ws=True),
 ]
 
 INTERPRETER_CONFIGS = [
@@ -113,6 +123,11 @@ def servers_for(cfg: Config, suite: str) -> list[str]:
     """The servers measured in a configuration, in the order they are run."""
     if suite == "interpreters":
         return ["interpreters=1", "interpreters=2"]
+    if cfg.ws:
+        # The client offers permessage-deflate to both: `module` negotiates
+        # it (ws_compression on, the default), `module-ws-off` does not.
+        # The peers here have no WebSocket library installed.
+        return ["module", "module-ws-off"]
     names = ["module"]
     if cfg.respond:
         names.append("respond")
@@ -257,7 +272,8 @@ def caddy_global() -> str:
     return "{\n\tadmin off\n}\n\n"
 
 
-def module_caddyfile(cfg: Config, port: int, interpreters: int | None = None) -> str:
+def module_caddyfile(cfg: Config, port: int, interpreters: int | None = None,
+                     extra: tuple[str, ...] = ()) -> str:
     directive = "module_wsgi" if cfg.kind == "wsgi" else "module_asgi"
     lines = [
         f'{directive} "{cfg.target}"',
@@ -272,6 +288,7 @@ def module_caddyfile(cfg: Config, port: int, interpreters: int | None = None) ->
         lines.append("loop uvloop")
     if interpreters is not None:
         lines.append(f"interpreters {interpreters}")
+    lines += extra
     body = "".join(f"\t\t{line}\n" for line in lines)
     return caddy_global() + f"http://127.0.0.1:{port} {{\n\tpython {{\n{body}\t}}\n}}\n"
 
@@ -361,11 +378,12 @@ def start_server(server: str, cfg: Config, pin: bool, logdir: Path) -> Running:
     procs: list[Proc] = []
     tag = f"{cfg.name}.{server}"
     try:
-        if server == "module" or server.startswith("interpreters="):
+        if server in ("module", "module-ws-off") or server.startswith("interpreters="):
             interp = int(server.split("=")[1]) if "=" in server else None
+            extra = ("ws_compression off",) if server == "module-ws-off" else ()
             port = fresh_port()
             cf = logdir / f"{tag}.Caddyfile"
-            cf.write_text(module_caddyfile(cfg, port, interp))
+            cf.write_text(module_caddyfile(cfg, port, interp, extra))
             procs.append(Proc(tag, caddy_argv(cf), pin, logdir))
         elif server == "respond":
             port = fresh_port()
@@ -527,6 +545,33 @@ def run_wrk(cfg: Config, url: str, duration: float, pin: bool, threads: int) -> 
     return proc.stdout, parse_wrk(proc.stdout)
 
 
+def run_wsload(running: Running, pin: bool) -> tuple[str, dict]:
+    """asgi-ws-echo: bench/wsload (built here with go) against the server;
+    its "rps" is echoed messages per second. It always offers
+    permessage-deflate; the server decides."""
+    global WSLOAD
+    if WSLOAD is None:
+        WSLOAD = TMP / "wsload"
+        subprocess.run(["go", "build", "-o", str(WSLOAD), "./bench/wsload"], cwd=REPO, check=True)
+    url = "ws" + running.url[len("http"):]
+    argv = (["taskset", "-c", WRK_CPU] if pin else []) + [
+        str(WSLOAD), "-url", url, "-c", "64", "-n", str(WS_MESSAGES), "-size", str(WS_SIZE)]
+    proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
+    if proc.returncode != 0:
+        raise RuntimeError(f"wsload exited with {proc.returncode}: {proc.stdout.strip()[-500:]}")
+    out = json.loads(proc.stdout)
+    parsed = {"rps": out["rps"], "requests": out["requests"], "elapsed_ms": out["elapsed_ms"],
+              "read": "", "latency_ms": out["latency_ms"], "non_2xx": 0, "negotiated": out["negotiated"],
+              "socket_errors": {"connect": 0, "read": out["failed_conns"], "write": 0, "timeout": 0}}
+    if out["failed_conns"]:
+        parsed["first_error"] = out["first_error"]
+    want = 64 if running.server == "module" else 0
+    if out["negotiated"] != want:
+        raise RuntimeError(f"permessage-deflate negotiated on {out['negotiated']} of 64 connections, "
+                           f"expected {want}")
+    return proc.stdout, parsed
+
+
 def measure(cfg: Config, running: Running, duration: float, pin: bool,
             threads: int) -> dict:
     """One run: pre-check, wrk, liveness. Returns the raw record."""
@@ -541,7 +586,10 @@ def measure(cfg: Config, running: Running, duration: float, pin: bool,
         rec["errors"].append(str(e))
         return rec
     try:
-        out, parsed = run_wrk(cfg, running.url, duration, pin, threads)
+        if cfg.ws:
+            out, parsed = run_wsload(running, pin)
+        else:
+            out, parsed = run_wrk(cfg, running.url, duration, pin, threads)
     except (RuntimeError, ValueError, subprocess.TimeoutExpired) as e:
         rec["errors"].append(f"wrk: {e}")
         return rec
@@ -573,7 +621,7 @@ def ensure_wrk() -> None:
         sys.exit("wrk still not found after apt-get install")
 
 
-def check_setup(suite: str, placements: list[str], shown: Path) -> None:
+def check_setup(suite: str, placements: list[str], shown: Path, need_wrk: bool = True) -> None:
     """Checks CADDY (a copy of `shown`), the venv, taskset and wrk."""
     if not (VENV / "bin" / "python").exists():
         sys.exit(f"{VENV} is missing: run `make bench` (it creates it from bench/requirements.txt)")
@@ -595,7 +643,8 @@ def check_setup(suite: str, placements: list[str], shown: Path) -> None:
         sys.exit("--cores 1 needs taskset (util-linux)")
     if "1" in placements and (os.cpu_count() or 1) < 2:
         sys.exit("--cores 1 needs two CPUs (server on CPU 0, wrk on CPU 1)")
-    ensure_wrk()
+    if need_wrk:
+        ensure_wrk()
 
 
 def _first_line(argv: list[str]) -> str:
@@ -929,7 +978,8 @@ def main() -> int:
     shutil.copy2(original_caddy, snapshot)
     CADDY = snapshot
     try:
-        check_setup(args.suite, placements, original_caddy)
+        check_setup(args.suite, placements, original_caddy,
+                    need_wrk=any(not cfg.ws for cfg, _ in plan))
     except SystemExit:
         snapshot.unlink(missing_ok=True)
         raise

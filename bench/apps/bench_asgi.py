@@ -66,3 +66,24 @@ async def sleep(scope, receive, send):
     await asyncio.sleep(0.010)
     await send(_HELLO_START)
     await send(_HELLO_BODY)
+
+
+async def ws_echo(scope, receive, send):
+    """WebSocket: every message back as it came. HTTP GET: hello (the
+    harness's pre-check)."""
+    if scope["type"] == "http":
+        await send(_HELLO_START)
+        await send(_HELLO_BODY)
+        return
+    if scope["type"] != "websocket":
+        return await _lifespan(receive, send)
+    await receive()  # websocket.connect
+    await send({"type": "websocket.accept"})
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        if message.get("text") is not None:
+            await send({"type": "websocket.send", "text": message["text"]})
+        else:
+            await send({"type": "websocket.send", "bytes": message["bytes"]})

@@ -930,11 +930,8 @@ class _WebSocket(_Exchange):
             if not isinstance(subprotocol, str):
                 raise TypeError(f"websocket.accept 'subprotocol' must be a str or None, "
                                 f"not {type(subprotocol).__name__}")
-            # RFC 6455 4.1: the client fails the connection if the server
-            # picks a subprotocol it did not offer.
-            if subprotocol not in self.scope["subprotocols"]:
-                raise ValueError(f"websocket.accept 'subprotocol' {subprotocol!r} was not offered by the "
-                                 f"client (offered: {self.scope['subprotocols']!r})")
+            # One the client did not offer: the server refuses the handshake
+            # (wsconform.go), and this send fails as for a client gone.
         headers = _byte_pairs(message.get("headers", ()), "websocket.accept")
         if any(name.lower() == b"sec-websocket-protocol" for name, _ in headers):
             # WebSocket spec, "Accept": the subprotocol key sets that header.

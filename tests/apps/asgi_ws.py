@@ -6,6 +6,7 @@
 /deny        answers with a websocket.http.response (418, a body)
 /fail        raises before accepting (500)
 /record      accepts, then records the client's close code and reason
+/unoffered   accepts with subprotocol "xmpp", whatever the client offered
 /records     (HTTP) the recorded closes as JSON
 /probe       (HTTP) gc.collect(), then Python's allocated blocks (the leak check)
 """
@@ -42,6 +43,12 @@ async def app(scope, receive, send):
     if path == "/fail":
         raise RuntimeError("ws boom before accept")
     subprotocols = scope["subprotocols"]
+    if path == "/unoffered":
+        try:
+            await send({"type": "websocket.accept", "subprotocol": "xmpp"})
+        except OSError:
+            closes.append({"unoffered": "send raised"})
+        return
     await send({"type": "websocket.accept", "subprotocol": subprotocols[0] if subprotocols else None,
                 "headers": [(b"x-ws-app", b"asgi_ws")]})
     if path == "/record":

@@ -40,8 +40,10 @@ func (h *Handler) checkRequest(r *http.Request) error {
 	if h.ModuleASGI != "" {
 		asUpgradeRequest(r) // ws_h2.go: RFC 8441 extended CONNECT
 	}
-	if r.ProtoMajor == 1 && r.Body != nil && r.Body != http.NoBody {
-		// HTTP/2 and 3 refuse such trailers themselves (httpguts).
+	if r.ProtoMajor == 1 && r.ContentLength < 0 && r.Body != nil {
+		// Only a chunked body has trailers (Caddy wraps every body, so a
+		// GET's is not NoBody: no wrapper, no allocation for it). HTTP/2
+		// and 3 refuse such trailers themselves (httpguts).
 		r.Body = &trailerGuard{ReadCloser: r.Body, r: r, logger: h.logger}
 	}
 	return nil

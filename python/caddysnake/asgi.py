@@ -57,6 +57,10 @@ TIMED_OUT = 5
 # as STOPPED / TIMED_OUT, so its client and Caddy's shutdown wait no longer.
 CANCEL_GRACE = 3.0
 
+# How often request_timeout is checked: a request is cancelled at most this
+# much after its deadline (request_timeout is at least 1 s).
+TIMEOUT_TICK = 0.25
+
 LOG_DEBUG, LOG_INFO, LOG_WARNING, LOG_ERROR = 0, 1, 2, 3
 
 # Request fields in an EV_REQUEST parts tuple before the header pairs.
@@ -286,7 +290,7 @@ class _Exchange:
         # send
         "ended", "end_ok", "sending", "send_fut",
         # ending
-        "cancelled", "gone", "error", "task_done", "finished", "stop_code", "timer",
+        "cancelled", "gone", "error", "task_done", "finished", "stop_code", "deadline",
         # the native side
         "outbox", "handed_off",
     )
@@ -309,7 +313,7 @@ class _Exchange:
         self.task_done = False
         self.finished = False  # asgi_finish was called: the handle is dead
         self.stop_code = None  # STOPPED / TIMED_OUT: the server cancelled the task (stop())
-        self.timer = None  # request_timeout's TimerHandle, while it runs
+        self.deadline = 0.0  # loop.time() past which request_timeout cancels it; 0: none
         # Native calls for this exchange go to an outbox (they return True or
         # False, not None): its final message ends it on the Go side, with
         # no asgi_finish needed, once that message was handed over.
@@ -357,9 +361,7 @@ class _Exchange:
             return
         self.finished = True
         handle = self.handle
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        self.deadline = 0.0
         if self.end_ok:
             # The last message (for a WebSocket also the 403 a close before
             # accept causes) went out: whatever the app did afterwards,
@@ -546,7 +548,7 @@ class _Request(_Exchange):
     def on_timeout(self):
         """request_timeout passed: the task is cancelled (stop); Go answers
         504, or aborts a response that started."""
-        self.timer = None
+        self.deadline = 0.0
         if self.finished or self.stop_code is not None:
             return
         task = self.task
@@ -676,12 +678,11 @@ class _Request(_Exchange):
         more = bool(message.get("more_body", False))
         if more and not body:
             return  # nothing to send, and nothing changes
-        if more and self.timer is not None:
+        if more and self.deadline:
             # A streamed response (server-sent events, a long download) is
             # long by design: request_timeout bounds the app until it
             # streams, not the stream.
-            self.timer.cancel()
-            self.timer = None
+            self.deadline = 0.0
         await self._ready()
         if not more:
             self._end_of_body()
@@ -1171,8 +1172,9 @@ class _Server:
         task = ex.task = self.loop.create_task(ex.run())
         task.add_done_callback(ex.done)
         if self.request_timeout > 0 and cls is _Request:
-            # One timer handle on the loop's heap per request, no thread.
-            ex.timer = self.loop.call_later(self.request_timeout, ex.on_timeout)
+            # No timer per request (a libuv timer each under uvloop): one
+            # sweep a quarter second checks every request's deadline.
+            ex.deadline = self.loop.time() + self.request_timeout
 
     def on_ws_message(self, event):
         ws = self.requests.get(event[1])
@@ -1202,6 +1204,15 @@ class _Server:
     def on_shutdown(self, event):
         if self.stop_fut is not None and not self.stop_fut.done():
             self.stop_fut.set_result(None)
+
+    def sweep_timeouts(self):
+        """request_timeout's watch: cancels the requests past their
+        deadline, then looks again TIMEOUT_TICK seconds later."""
+        now = self.loop.time()
+        for r in list(self.requests.values()):
+            if r.deadline and now >= r.deadline:
+                r.on_timeout()
+        self.loop.call_later(TIMEOUT_TICK, self.sweep_timeouts)
 
     def on_abandon(self, event):
         """Go's deadline for the running requests (grace_period, or the stop
@@ -1234,6 +1245,8 @@ class _Server:
             if not ok:
                 return
             self.stop_fut = loop.create_future()
+            if self.request_timeout > 0:
+                loop.call_later(TIMEOUT_TICK, self.sweep_timeouts)
             self.serving = True
             self.drain()  # whatever was queued during startup
             await self.stop_fut

@@ -2,6 +2,7 @@
 // uses to reach Go, and the per-request entry point. Contracts are in
 // caddysnake.h; the Go side of every go_* callback is in callbacks.go.
 #include "caddysnake.h"
+#include "faultchain.h"
 #include "asgi_queues.h"
 #include "environ.h"
 #include "scope.h"
@@ -1236,10 +1237,13 @@ static void enable_faulthandler(void) {
 		return;
 	}
 	PyObject *fh = PyImport_ImportModule("faulthandler");
+	cs_faultchain_save_go();
 	PyObject *res = fh != NULL ? PyObject_CallMethod(fh, "enable", "ii", 2, 1) : NULL; // (file=2, all_threads=True)
 	if (res == NULL) {
 		PyErr_Clear();
 	}
+	// Go keeps the faults of Go code (recoverable panics): faultchain.c.
+	cs_faultchain_install();
 	Py_XDECREF(res);
 	Py_XDECREF(fh);
 }

@@ -1,0 +1,14 @@
+// faultchain: CPython's faulthandler for crashes in Python and its C
+// extensions, without taking the fault signals away from Go (faultchain.c).
+#ifndef CADDYSNAKE_FAULTCHAIN_H
+#define CADDYSNAKE_FAULTCHAIN_H
+
+// Call right before faulthandler.enable(): remembers Go's handlers.
+void cs_faultchain_save_go(void);
+
+// Call right after it: puts a handler in front of both that sends each
+// SIGSEGV, SIGBUS and SIGFPE to Go when it happened in this executable's
+// code (Go's, or the bridge's), else to faulthandler.
+void cs_faultchain_install(void);
+
+#endif

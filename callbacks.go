@@ -47,10 +47,13 @@ func go_read(h C.uintptr_t, buf *C.char, n C.size_t, fill C.int, spawn C.int) C.
 			w.pool.spawn(int(spawn))
 		}
 	}
-	req := requestOf(uintptr(h))
+	// Counted like a write: the request is not written off while its
+	// thread reads the body (the handler must not return under it).
+	req := enterWriting(uintptr(h))
 	if req == nil {
 		return -1
 	}
+	defer req.writing.Add(-1)
 	if n == 0 {
 		return 0
 	}
@@ -60,7 +63,7 @@ func go_read(h C.uintptr_t, buf *C.char, n C.size_t, fill C.int, spawn C.int) C.
 		if req.bodyCtl == nil {
 			req.bodyCtl = http.NewResponseController(req.w)
 		}
-		body = &bodyReader{body: body, ctl: req.bodyCtl, timeout: t}
+		body = &bodyReader{body: body, ctl: req.bodyCtl, timeout: t, cut: &req.cut}
 	}
 	got := 0
 	for got < len(p) {

@@ -213,8 +213,14 @@ func (req *wsgiRequest) writeOff(w *worker) bool {
 	// fail instead, and its thread comes back with RequestTimeout pending.
 	w.cur.Store(nil)
 	if req.writing.Load() > 0 {
+		// A read of the body is cut the same way (a thread waiting for
+		// bytes a client trickles); the body reader then stops re-arming
+		// its deadline. The next tick tries again until the call left.
 		w.cur.Store(req)
-		_ = http.NewResponseController(req.w).SetWriteDeadline(time.Now())
+		req.cut.Store(true)
+		ctl := http.NewResponseController(req.w)
+		_ = ctl.SetWriteDeadline(time.Now())
+		_ = ctl.SetReadDeadline(time.Now())
 		return false
 	}
 	var spawn C.int
@@ -321,14 +327,20 @@ type bodyReader struct {
 	body    io.Reader
 	ctl     *http.ResponseController
 	timeout time.Duration
+	cut     *atomic.Bool // set by writeOff: its deadline must stand
 }
 
 func (b *bodyReader) Read(p []byte) (int, error) {
+	if b.cut != nil && b.cut.Load() {
+		return 0, os.ErrDeadlineExceeded
+	}
 	if b.ctl.SetReadDeadline(time.Now().Add(b.timeout)) != nil {
 		return b.body.Read(p)
 	}
 	n, err := b.body.Read(p)
-	_ = b.ctl.SetReadDeadline(time.Time{})
+	if b.cut == nil || !b.cut.Load() {
+		_ = b.ctl.SetReadDeadline(time.Time{})
+	}
 	return n, err
 }
 

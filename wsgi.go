@@ -104,7 +104,8 @@ type wsgiRequest struct {
 	interrupted bool
 	lost        bool
 	stack       string
-	writing     atomic.Int32 // go_write / go_sendfile calls in progress
+	writing     atomic.Int32 // go_read / go_write / go_sendfile calls in progress
+	cut         atomic.Bool  // writeOff cut a read or write in progress (timeouts.go)
 }
 
 var requestPool = sync.Pool{New: func() any { return new(wsgiRequest) }}

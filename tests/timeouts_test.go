@@ -280,3 +280,73 @@ func TestRequestTimeoutCutsWriteToStalledClient(t *testing.T) {
 		t.Errorf("the whole file arrived (%d bytes): the response was not aborted", n)
 	}
 }
+
+// request_timeout over a request whose thread waits for body bytes a client
+// trickles, over HTTP/2 (found in review): the thread was written off while
+// it was still inside the body read; the read, coming back after the
+// handler returned, touched the finished HTTP/2 stream and crashed the
+// process. Now the read is cut and the handler waits for it to leave: 504,
+// and the process serves on.
+func TestRequestTimeoutDuringTrickledUploadHTTP2(t *testing.T) {
+	c := startCaddy(t, `https://127.0.0.1:{{PORT}} {
+	tls internal
+	python {
+		module_wsgi "wsgi_stuck:app"
+		working_dir {{APPS}}
+		threads 2
+		request_timeout 1s
+		request_body_timeout 10s
+	}
+}
+`, siteOpts{tls: true})
+	client := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, ForceAttemptHTTP2: true}}
+	defer client.CloseIdleConnections()
+	base := "https://" + c.Addr()
+	getOnceCertReady(t, client, base+"/ok").Body.Close()
+	var wg sync.WaitGroup
+	for i := 0; i < 6; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pr, pw := io.Pipe()
+			defer pw.Close()
+			go func() { // a byte every 200 ms, for at most 4 s
+				for j := 0; j < 20; j++ {
+					if _, err := pw.Write([]byte("x")); err != nil {
+						return
+					}
+					time.Sleep(200 * time.Millisecond)
+				}
+			}()
+			req, _ := http.NewRequest("POST", base+"/upload", pr)
+			req.ContentLength = -1
+			resp, err := client.Do(req)
+			if err != nil {
+				// Cutting the stream's read makes Go's HTTP/2 server reset
+				// it (INTERNAL_ERROR) while the client still sends: a
+				// failure the client sees as one, which is all that can
+				// be had mid-upload.
+				if !strings.Contains(err.Error(), "stream error") {
+					t.Errorf("trickled upload: %v", err)
+				}
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusGatewayTimeout {
+				t.Errorf("trickled upload: %d, want 504", resp.StatusCode)
+			}
+		}()
+	}
+	wg.Wait()
+	c.alive(t)
+	if resp, err := client.Get(base + "/ok"); err != nil || resp.StatusCode != 200 {
+		t.Errorf("GET /ok after the timeouts: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	if n := strings.Count(c.Log(), `"status":504`); n != 6 {
+		t.Errorf("%d requests answered 504 in the log, want 6", n)
+	}
+}

@@ -1514,9 +1514,51 @@ char *caddysnake_interp_new(cs_interp **out) {
 #endif
 }
 
-void caddysnake_interp_end(cs_interp *ci) {
+// How many non-daemon threads other than this one are still alive in the
+// current interpreter after waiting up to `wait` seconds for each (join
+// releases the GIL). Errors count as none: ending then goes on as before.
+static int threads_left(double wait) {
+	int left = 0;
+	PyObject *threading = PyImport_ImportModule("threading");
+	PyObject *cur = threading != NULL ? PyObject_CallMethod(threading, "current_thread", NULL) : NULL;
+	PyObject *all = cur != NULL ? PyObject_CallMethod(threading, "enumerate", NULL) : NULL;
+	if (all != NULL && PyList_Check(all)) {
+		for (Py_ssize_t i = 0; i < PyList_GET_SIZE(all); i++) {
+			PyObject *t = PyList_GET_ITEM(all, i); // borrowed; the list holds it
+			PyObject *daemon = t != cur ? PyObject_GetAttrString(t, "daemon") : NULL;
+			if (daemon == NULL || PyObject_IsTrue(daemon)) {
+				Py_XDECREF(daemon);
+				PyErr_Clear();
+				continue;
+			}
+			Py_DECREF(daemon);
+			PyObject *r = PyObject_CallMethod(t, "join", "d", wait);
+			Py_XDECREF(r);
+			PyObject *alive = PyObject_CallMethod(t, "is_alive", NULL);
+			if (alive != NULL && PyObject_IsTrue(alive)) {
+				left++;
+			}
+			Py_XDECREF(alive);
+			PyErr_Clear();
+		}
+	}
+	PyErr_Clear();
+	Py_XDECREF(all);
+	Py_XDECREF(cur);
+	Py_XDECREF(threading);
+	return left;
+}
+
+int caddysnake_interp_end(cs_interp *ci) {
 	if (ci->is_main) {
-		return; // the main interpreter lives as long as the process
+		return 0; // the main interpreter lives as long as the process
+	}
+	// Py_EndInterpreter would join these forever, under interp_list_mu.
+	PyEval_RestoreThread(ci->ts);
+	int left = threads_left(5.0);
+	PyEval_SaveThread();
+	if (left > 0) {
+		return 1;
 	}
 	pthread_mutex_lock(&live_mu);
 	for (size_t i = 0; i < nlive; i++) {
@@ -1540,6 +1582,7 @@ void caddysnake_interp_end(cs_interp *ci) {
 	free(ci->states);
 	pthread_mutex_destroy(&ci->states_mu);
 	free(ci);
+	return 0;
 }
 
 // ---------------------------------------------------------------- apps

@@ -89,7 +89,10 @@ char *caddysnake_interp_new(cs_interp **out);
 
 // On ci's owner thread, after every thread state made for it is freed:
 // finalizes and frees a sub-interpreter. No-op for the main interpreter.
-void caddysnake_interp_end(cs_interp *ci);
+// Returns 0 once ended; 1 if threads the app started were still alive
+// after a short join: the interpreter is then left as it is (ending it
+// would wait for them, holding the lock every interpreter creation needs).
+int caddysnake_interp_end(cs_interp *ci);
 
 // On ci's owner thread: imports target ("module:attribute") after putting
 // working_dir and venv on sys.path (see caddysnake/loader.py).

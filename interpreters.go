@@ -11,7 +11,10 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unsafe"
+
+	"go.uber.org/zap"
 )
 
 // interpreter is one CPython interpreter and its owner OS thread, which
@@ -62,7 +65,11 @@ func newSubInterpreter() (*interpreter, error) {
 		for f := range it.calls {
 			f()
 		}
-		C.caddysnake_interp_end(it.ci)
+		if C.caddysnake_interp_end(it.ci) != 0 {
+			engineLog().Warn("python: a sub-interpreter was left running instead of ended: " +
+				"a thread the app started (not a daemon) is still alive 5s after its app was dropped")
+			return
+		}
 		liveSubInterpreters.Add(-1)
 	}()
 	if err := <-ready; err != nil {
@@ -92,10 +99,30 @@ func (it *interpreter) end() {
 		return
 	}
 	importMu.Lock()
-	defer importMu.Unlock()
 	it.once.Do(func() { close(it.calls) })
+	// Py_EndInterpreter first joins the interpreter's threads, which never
+	// ends if the app started one that loops (sub-interpreters may not have
+	// daemon threads): holding importMu through that would block every
+	// later load, in any interpreter, so the hold is bounded.
+	select {
+	case <-it.ended:
+		importMu.Unlock()
+		return
+	case <-time.After(endHoldsImports):
+	}
+	importMu.Unlock()
+	engineLog().Warn("python: a sub-interpreter has not ended (a thread the app started still runs?); app loads go on meanwhile",
+		zap.Duration("after", endHoldsImports))
 	<-it.ended
 }
+
+// endHoldsImports bounds how long ending an interpreter holds back the
+// imports of others.
+const endHoldsImports = 10 * time.Second
+
+// engineLog is the logger for what concerns no one app (the Caddy module
+// sets it to Caddy's default logger).
+var engineLog = zap.NewNop
 
 // importMu makes apps import one at a time, in whatever interpreter.
 // CPython's import machinery has process-wide state that sub-interpreters

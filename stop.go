@@ -19,6 +19,7 @@ const DefaultStopTimeout = 30 * time.Second
 
 func init() {
 	processExiting = caddy.Exiting
+	engineLog = caddy.Log
 }
 
 // stopper abandons an app's requests in flight once the drain has lasted

@@ -449,3 +449,36 @@ func TestFreeThreadedGILReport(t *testing.T) {
 		t.Errorf("free_threaded with a GIL-enabling extension: want a start-up error naming it, got %v:\n%s", err, out)
 	}
 }
+
+// A sub-interpreter whose app started a thread that never ends cannot be
+// ended on reload (Py_EndInterpreter joins it). Found in review: ending it
+// held the import lock all along, so the next reload's load, in any
+// interpreter, hung for good, and so did any interpreter creation (the C
+// lock around Py_EndInterpreter). Now an interpreter with such a thread is
+// left running, with a warning, and the import lock is held at most 10s.
+func TestStuckSubinterpreterEndDoesNotBlockLaterLoads(t *testing.T) {
+	t.Parallel()
+	requireSubinterpreters(t)
+	site := func(mod string) string {
+		return pySite("http://127.0.0.1:{{PORT}}", mod+":app", "interpreters 1")
+	}
+	c := startCaddy(t, site("wsgi_heartbeat"))
+	c.get(t, "/", 200)
+	c.reload(t, site("wsgi_alpha")) // the heartbeat interpreter now cannot end
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.reload(t, site("wsgi_beta")) // loads while that end is stuck
+	}()
+	select {
+	case <-done:
+	case <-time.After(40 * time.Second):
+		t.Fatalf("a reload hung while an earlier sub-interpreter could not end")
+	}
+	if got := string(c.get(t, "/x", 200)); got != "B:/x" {
+		t.Errorf("after the reloads: %q, want B:/x", got)
+	}
+	if !c.waitLog(15*time.Second, "left running instead of ended") {
+		t.Errorf("the stuck end was not logged")
+	}
+}

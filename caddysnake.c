@@ -1521,11 +1521,15 @@ static int threads_left(double wait) {
 	int left = 0;
 	PyObject *threading = PyImport_ImportModule("threading");
 	PyObject *cur = threading != NULL ? PyObject_CallMethod(threading, "current_thread", NULL) : NULL;
-	PyObject *all = cur != NULL ? PyObject_CallMethod(threading, "enumerate", NULL) : NULL;
+	// The "main thread" of a sub-interpreter is whichever thread first
+	// imported threading there (often a worker); Py_EndInterpreter does not
+	// wait for it either, and joining it would wait for the process's end.
+	PyObject *main = cur != NULL ? PyObject_CallMethod(threading, "main_thread", NULL) : NULL;
+	PyObject *all = main != NULL ? PyObject_CallMethod(threading, "enumerate", NULL) : NULL;
 	if (all != NULL && PyList_Check(all)) {
 		for (Py_ssize_t i = 0; i < PyList_GET_SIZE(all); i++) {
 			PyObject *t = PyList_GET_ITEM(all, i); // borrowed; the list holds it
-			PyObject *daemon = t != cur ? PyObject_GetAttrString(t, "daemon") : NULL;
+			PyObject *daemon = t != cur && t != main ? PyObject_GetAttrString(t, "daemon") : NULL;
 			if (daemon == NULL || PyObject_IsTrue(daemon)) {
 				Py_XDECREF(daemon);
 				PyErr_Clear();
@@ -1544,6 +1548,7 @@ static int threads_left(double wait) {
 	}
 	PyErr_Clear();
 	Py_XDECREF(all);
+	Py_XDECREF(main);
 	Py_XDECREF(cur);
 	Py_XDECREF(threading);
 	return left;

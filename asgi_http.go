@@ -119,7 +119,7 @@ func (a *ASGIApp) Serve(w http.ResponseWriter, r *http.Request) error {
 				if r.ProtoMajor == 1 {
 					closeAfterResponse(w) // see bodyend.go
 				}
-				return bodyError(closeOnTimeout(w, r, err))
+				return bodyError(err)
 			}
 			req.preloaded, req.bodyEOF = true, true
 		}
@@ -598,7 +598,7 @@ func (req *asgiRequest) finish(code int) error {
 		// so the client cannot take the short response for a whole one.
 		panic(http.ErrAbortHandler)
 	case req.bodyErr != nil:
-		return bodyError(closeOnTimeout(req.w, req.r, req.bodyErr))
+		return bodyError(req.bodyErr) // release's endBody closes the connection
 	case code == asgiClientGone:
 		return nil
 	default:

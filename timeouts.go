@@ -292,16 +292,13 @@ func (a *WSGIApp) timedOut(req *wsgiRequest, rc int) error {
 	a.logger.Error(msg, zap.String("app", a.target), zap.String("method", req.r.Method),
 		zap.String("path", req.r.URL.Path), zap.Duration("request_timeout", a.opts.Timeout),
 		zap.String("python_stack", stack))
-	// A thread written off may still be inside a callback that holds req:
-	// it is left to the garbage collector, not reused.
+	// A request written off is left to the garbage collector, not reused:
+	// its thread is still out. No callback of that thread is inside it
+	// (writeOff waits for reads and writes to leave), and none finds it
+	// any more.
 	lost, headersSent := req.lost, req.headersSent
-	if lost {
-		// Its thread may be waiting for body bytes: cut that wait (best
-		// effort) so the connection is not held up closing, and close it.
-		_ = http.NewResponseController(req.w).SetReadDeadline(time.Now())
-		if req.r.ProtoMajor == 1 && !headersSent {
-			req.w.Header().Set("Connection", "close")
-		}
+	if lost && req.r.ProtoMajor == 1 && !headersSent {
+		req.w.Header().Set("Connection", "close")
 	}
 	if !lost {
 		*req = wsgiRequest{}
@@ -344,11 +341,3 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// closeOnTimeout asks for the connection to close after a 408 (HTTP/1: the
-// rest of the body is not worth waiting for); returns err.
-func closeOnTimeout(w http.ResponseWriter, r *http.Request, err error) error {
-	if r.ProtoMajor == 1 && errors.Is(err, os.ErrDeadlineExceeded) {
-		w.Header().Set("Connection", "close")
-	}
-	return err
-}

@@ -143,7 +143,7 @@ func (a *WSGIApp) Serve(w http.ResponseWriter, r *http.Request) error {
 	requestPool.Put(req)
 	if err != nil {
 		if bodyErr != nil {
-			return bodyError(closeOnTimeout(w, r, bodyErr))
+			return bodyError(bodyErr) // endBody above closed the connection
 		}
 		switch err {
 		case ErrBusy, ErrStopped, errBodyMemory:
@@ -163,7 +163,7 @@ func (a *WSGIApp) Serve(w http.ResponseWriter, r *http.Request) error {
 		// rather than a truncated one that looks complete.
 		panic(http.ErrAbortHandler)
 	case bodyErr != nil:
-		return bodyError(closeOnTimeout(w, r, bodyErr))
+		return bodyError(bodyErr)
 	default:
 		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("python app %s raised an exception (traceback logged above)", a.target))
 	}

@@ -340,4 +340,3 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
-

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -53,6 +54,7 @@ type asgiRequest struct {
 	preloaded     bool                     // the whole body went with the request event
 	trailers      bool                     // http.response.start announced trailers
 	goneReported  bool                     // a failed write was reported as evDisconnect
+	cut           atomic.Bool              // stopBodyReader cut the body reader's read (bodyReader.cut)
 }
 
 type asgiCmd struct {
@@ -628,7 +630,7 @@ func (req *asgiRequest) readBody() {
 	var body io.Reader = req.r.Body
 	if t := app.opts.BodyTimeout; t > 0 {
 		// Its own controller: the request goroutine uses req.ctl meanwhile.
-		body = &bodyReader{body: body, ctl: http.NewResponseController(req.w), timeout: t}
+		body = &bodyReader{body: body, ctl: http.NewResponseController(req.w), timeout: t, cut: &req.cut}
 	}
 	for {
 		select {
@@ -678,16 +680,10 @@ func (req *asgiRequest) stopBodyReader() {
 		return
 	default:
 	}
-	// Again until it returns: a read that starts meanwhile arms its own
-	// request_body_timeout deadline over this one.
-	for {
-		_ = req.controller().SetReadDeadline(time.Now())
-		select {
-		case <-req.readerDone:
-			return
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	// The body reader arms no deadline over this one (bodyReader.cut).
+	req.cut.Store(true)
+	_ = req.controller().SetReadDeadline(time.Now())
+	<-req.readerDone
 }
 
 // queue hands a command to the request goroutine; it never blocks the loop.

@@ -324,18 +324,26 @@ type bodyReader struct {
 	body    io.Reader
 	ctl     *http.ResponseController
 	timeout time.Duration
-	cut     *atomic.Bool // set by writeOff: its deadline must stand
+	// Set by whoever cuts the read short (WSGI writeOff, ASGI
+	// stopBodyReader) before it sets a deadline of now: that deadline must
+	// stand, so the reader neither arms nor clears one after it.
+	cut *atomic.Bool
 }
 
 func (b *bodyReader) Read(p []byte) (int, error) {
-	if b.cut != nil && b.cut.Load() {
+	if b.cut.Load() {
 		return 0, os.ErrDeadlineExceeded
 	}
 	if b.ctl.SetReadDeadline(time.Now().Add(b.timeout)) != nil {
 		return b.body.Read(p)
 	}
+	// Checked again after arming: a cut whose deadline this arming may
+	// have replaced is seen here; a later one sets its deadline after it.
+	if b.cut.Load() {
+		return 0, os.ErrDeadlineExceeded
+	}
 	n, err := b.body.Read(p)
-	if b.cut == nil || !b.cut.Load() {
+	if !b.cut.Load() {
 		_ = b.ctl.SetReadDeadline(time.Time{})
 	}
 	return n, err

@@ -4,7 +4,13 @@ Inside Caddy, `_caddysnake` is a built-in module registered by the embedding C
 code. Outside Caddy (tests, tooling) it does not exist: `native` is then None
 and the exception classes are plain Python stand-ins, so the rest of the
 package can be imported and exercised with a fake native module.
+
+The rest of the package calls `bridge.native.<name>`, looked up at call time,
+so that tests replace the native module in this one place.
 """
+
+# The levels native.log takes (Go maps them to Caddy's logger's levels).
+from .codes import LOG_DEBUG, LOG_ERROR, LOG_INFO, LOG_WARNING  # noqa: F401
 
 try:
     import _caddysnake as native
@@ -33,3 +39,12 @@ else:
 
 class ConfigError(Exception):
     """A configuration problem; the message says what to fix."""
+
+
+def log(handle, level, message):
+    """native.log for handle (a request's or an app's), which never raises:
+    a failure to log must not break a request or the event loop."""
+    try:
+        native.log(handle, level, message)
+    except BaseException:  # noqa: B036
+        pass

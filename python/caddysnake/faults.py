@@ -6,7 +6,7 @@ wraps os._exit in this interpreter so that the call is logged first, naming
 the app, the request being served (method and URI, from the bridge's
 logger) and the Python stack, and then proceeds: the exit is not refused,
 since a caller that wants it has no other way out and may be a library
-giving up on purpose. Fatal signals are faulthandler's job (caddysnake.c).
+giving up on purpose. Fatal signals are faulthandler's job (startup.c, faultchain.c).
 """
 
 import os
@@ -14,8 +14,7 @@ import sys
 import traceback
 
 from . import bridge
-
-LOG_ERROR = 3
+from .bridge import LOG_ERROR
 
 # The process that installed the wrapper: a forked child (multiprocessing's
 # fork start method ends its children with os._exit) must not call into
@@ -30,13 +29,14 @@ targets = {}
 def _request():
     """(handle, app callable) of the request the calling thread serves, or
     (0, None): found on the stack, in the frame of caddysnake.wsgi.serve or
-    of the ASGI exchange's run(), so that serving pays nothing for it."""
+    of the ASGI exchange's run(), so that serving pays nothing for it. The
+    file names below must follow those functions if they move."""
     f = sys._getframe(2)
     while f is not None:
         code = f.f_code
-        if code.co_filename.endswith("caddysnake/wsgi.py") and code.co_name == "serve":
+        if code.co_filename.endswith("caddysnake/wsgi/server.py") and code.co_name == "serve":
             return f.f_locals.get("handle", 0), f.f_locals.get("app")
-        if code.co_filename.endswith("caddysnake/asgi.py") and code.co_name == "run":
+        if code.co_filename.endswith("caddysnake/asgi/exchange.py") and code.co_name == "run":
             ex = f.f_locals.get("self")
             server = getattr(ex, "server", None)
             return getattr(ex, "handle", 0), getattr(server, "app", None)
@@ -62,7 +62,7 @@ def _exit(status, _real=os._exit):
                 handle,
                 LOG_ERROR,
                 f"python app {_app_name(app)} called os._exit({status!r}) {during}: the Caddy process "
-                f"exits now, with every site it serves (see \"When an app crashes the process\" in "
+                f'exits now, with every site it serves (see "When an app crashes the process" in '
                 f"caddysnake's README). Called from:\n{where}",
             )
         except BaseException:  # noqa: B036 - the exit must happen whatever logging does

@@ -31,8 +31,13 @@ _rewrite_refusals = False
 
 # What CPython, PyO3, Cython 3 and numpy say when an extension refuses to be
 # loaded in an isolated sub-interpreter; matched case-insensitively.
-_REFUSALS = ("subinterpreter", "sub-interpreter", "interpreter change detected",
-             "more than once per process", "one interpreter per process")
+_REFUSALS = (
+    "subinterpreter",
+    "sub-interpreter",
+    "interpreter change detected",
+    "more than once per process",
+    "one interpreter per process",
+)
 
 
 def _running_version():
@@ -77,9 +82,7 @@ def check_venv(venv):
     sp = _venv_site_packages(venv)
     if not os.path.isdir(sp):
         exe = f"python{run}" + ("t" if _free_threaded_build() else "")
-        raise ConfigError(
-            f'venv "{venv}" has no {sp} directory: recreate it with {exe} -m venv {venv}'
-        )
+        raise ConfigError(f'venv "{venv}" has no {sp} directory: recreate it with {exe} -m venv {venv}')
     _check_installed_caddysnake(venv, sp)
     return sp
 
@@ -104,12 +107,12 @@ def _venv_version(venv, cfg):
                     if len(nums) >= 2 and nums[0].isdigit() and nums[1].isdigit():
                         return f"{int(nums[0])}.{int(nums[1])}"
     except OSError as e:
-        raise ConfigError(f'cannot read {cfg}: {e}') from None
+        raise ConfigError(f"cannot read {cfg}: {e}") from None
     try:
         names = os.listdir(os.path.join(venv, "lib"))
     except OSError:
         return None
-    found = sorted(n[len("python"):] for n in names if n.startswith("python") and n[6:].replace(".", "").isdigit())
+    found = sorted(n[len("python") :] for n in names if n.startswith("python") and n[6:].replace(".", "").isdigit())
     return found[0] if len(found) == 1 else None
 
 
@@ -119,7 +122,7 @@ def _check_installed_caddysnake(venv, sp):
     for name in os.listdir(sp):
         lower = name.lower()
         if lower.startswith("caddysnake-") and lower.endswith(".dist-info"):
-            installed = name[len("caddysnake-"):-len(".dist-info")]
+            installed = name[len("caddysnake-") : -len(".dist-info")]
             if installed != __version__:
                 raise ConfigError(
                     f'venv "{venv}" has caddysnake {installed} installed, but this caddy binary carries '

@@ -21,12 +21,34 @@ WS_WINDOW = 16  # Go's initial WebSocket message credits
 DEFAULT_OPTIONS = {"lifespan": "off", "loop": "asyncio", "startup_timeout": 5.0, "shutdown_timeout": 5.0}
 
 
-def parts(method=b"GET", path=b"/", raw_path=None, query_string=b"", root_path=b"", scheme=b"http",
-          http_version=b"1.1", client=(b"10.0.0.1", b"54321"), server=(b"example.com", b"80"),
-          has_body=b"0", headers=()):
+def parts(
+    method=b"GET",
+    path=b"/",
+    raw_path=None,
+    query_string=b"",
+    root_path=b"",
+    scheme=b"http",
+    http_version=b"1.1",
+    client=(b"10.0.0.1", b"54321"),
+    server=(b"example.com", b"80"),
+    has_body=b"0",
+    headers=(),
+):
     """An EV_REQUEST parts tuple."""
-    p = [http_version, method, scheme, path, path if raw_path is None else raw_path, query_string,
-         root_path, client[0], client[1], server[0], server[1], has_body]
+    p = [
+        http_version,
+        method,
+        scheme,
+        path,
+        path if raw_path is None else raw_path,
+        query_string,
+        root_path,
+        client[0],
+        client[1],
+        server[0],
+        server[1],
+        has_body,
+    ]
     for name, value in headers:
         p += [name, value]
     return tuple(p)
@@ -177,8 +199,13 @@ class FakeASGINative:
 
     def asgi_start(self, req, status, headers, trailers):
         with self.cond:
-            if type(status) is not int or type(headers) is not list or type(trailers) is not bool or not all(
-                type(h) is tuple and len(h) == 2 and type(h[0]) is bytes and type(h[1]) is bytes for h in headers
+            if (
+                type(status) is not int
+                or type(headers) is not list
+                or type(trailers) is not bool
+                or not all(
+                    type(h) is tuple and len(h) == 2 and type(h[0]) is bytes and type(h[1]) is bytes for h in headers
+                )
             ):
                 self.violations.append(f"asgi_start({status!r}, {headers!r}, {trailers!r})")
             self._record("start", req, status, list(headers), trailers)
@@ -209,8 +236,12 @@ class FakeASGINative:
             self._record("early_hint", req, list(headers))
 
     def ws_accept(self, req, subprotocol, headers):
-        if type(subprotocol) is not str or type(headers) is not list or not all(
-            type(h) is tuple and len(h) == 2 and type(h[0]) is bytes and type(h[1]) is bytes for h in headers
+        if (
+            type(subprotocol) is not str
+            or type(headers) is not list
+            or not all(
+                type(h) is tuple and len(h) == 2 and type(h[0]) is bytes and type(h[1]) is bytes for h in headers
+            )
         ):
             self.violations.append(f"ws_accept({subprotocol!r}, {headers!r})")
         self._send("ws_accept", req, headers, subprotocol, list(headers))

@@ -1,4 +1,4 @@
-"""A fake `_caddysnake` native module, injected into caddysnake.wsgi."""
+"""A fake `_caddysnake` native module, put in as caddysnake.bridge.native."""
 
 import os
 import sys
@@ -102,16 +102,28 @@ class FakeNative:
 
     def write(self, handle, status, headers, data, flush):
         self._start(handle, headers)
-        self.calls.append(Call("write", handle, status, list(headers) if headers is not None else None,
-                               bytes(data), flush))
+        self.calls.append(
+            Call("write", handle, status, list(headers) if headers is not None else None, bytes(data), flush)
+        )
 
     def sendfile(self, handle, status, headers, fd, offset, count):
         self._start(handle, headers)
         size = os.fstat(fd).st_size
         n = size - offset if count == -1 else min(count, size - offset)
         data = os.pread(fd, n, offset)
-        self.calls.append(Call("sendfile", handle, status, list(headers) if headers is not None else None,
-                               data, True, fd, offset, count))
+        self.calls.append(
+            Call(
+                "sendfile",
+                handle,
+                status,
+                list(headers) if headers is not None else None,
+                data,
+                True,
+                fd,
+                offset,
+                count,
+            )
+        )
         return len(data)
 
     def log(self, handle, level, message):
@@ -139,16 +151,25 @@ class FakeNative:
 @pytest.fixture
 def native(monkeypatch):
     fake = FakeNative()
-    monkeypatch.setattr(wsgi, "_native", fake)
+    monkeypatch.setattr(bridge, "native", fake)
     yield fake
     assert fake.violations == []
 
 
-def make_req(method="GET", path="/", query="", headers=(), script_name="", protocol="HTTP/1.1",
-             scheme="http", server_name="example.com", server_port="80", remote_addr="10.0.0.1",
-             remote_port="54321"):
-    req = [method, script_name, path, query, protocol, scheme, server_name, server_port,
-           remote_addr, remote_port]
+def make_req(
+    method="GET",
+    path="/",
+    query="",
+    headers=(),
+    script_name="",
+    protocol="HTTP/1.1",
+    scheme="http",
+    server_name="example.com",
+    server_port="80",
+    remote_addr="10.0.0.1",
+    remote_port="54321",
+):
+    req = [method, script_name, path, query, protocol, scheme, server_name, server_port, remote_addr, remote_port]
     for name, value in headers:
         req += [name, value]
     return tuple(req)
@@ -173,14 +194,13 @@ def run(native):
 
 # ---------------------------------------------------------------- ASGI
 
+
 @pytest.fixture
 def asgi_native(monkeypatch):
     from asgi_fake import FakeASGINative
 
-    from caddysnake import asgi
-
     fake = FakeASGINative()
-    monkeypatch.setattr(asgi, "_native", fake)
+    monkeypatch.setattr(bridge, "native", fake)
     fake.running = []
     yield fake
     for r in fake.running:

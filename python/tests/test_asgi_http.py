@@ -30,10 +30,19 @@ def body_calls(fake, req):
 
 def test_build_scope_decodes_and_copies_state():
     state = {"db": "pool"}
-    p = parts(method=b"POST", path="/caf\u00e9/x y".encode() + b"\xff", raw_path=b"/caf%C3%A9/x%20y%FF",
-              query_string=b"a=1&b=%20", root_path=b"/app", scheme=b"https", http_version=b"2",
-              client=(b"::1", b"4000"), server=(b"h.example", b"8443"), has_body=b"1",
-              headers=[(b"host", b"h.example"), (b"x-a", b"1"), (b"x-a", b"2")])
+    p = parts(
+        method=b"POST",
+        path="/caf\u00e9/x y".encode() + b"\xff",
+        raw_path=b"/caf%C3%A9/x%20y%FF",
+        query_string=b"a=1&b=%20",
+        root_path=b"/app",
+        scheme=b"https",
+        http_version=b"2",
+        client=(b"::1", b"4000"),
+        server=(b"h.example", b"8443"),
+        has_body=b"1",
+        headers=[(b"host", b"h.example"), (b"x-a", b"1"), (b"x-a", b"2")],
+    )
     scope, has_body = asgi.build_scope(p, state)
     assert has_body is True
     assert scope["type"] == "http"
@@ -49,8 +58,7 @@ def test_build_scope_decodes_and_copies_state():
     assert scope["headers"] == [(b"host", b"h.example"), (b"x-a", b"1"), (b"x-a", b"2")]
     assert scope["client"] == ("::1", 4000)
     assert scope["server"] == ("h.example", 8443)
-    assert set(scope["extensions"]) == {"http.response.pathsend", "http.response.early_hint",
-                                        "http.response.trailers"}
+    assert set(scope["extensions"]) == {"http.response.pathsend", "http.response.early_hint", "http.response.trailers"}
     assert scope["state"] == state and scope["state"] is not state
     scope["state"]["x"] = 1
     assert state == {"db": "pool"}
@@ -75,8 +83,9 @@ def test_scope_through_the_loop(asgi_native, serve):
         await respond()(scope, receive, send)
 
     serve(app)
-    asgi_native.request(1, path=b"/a%2Fb", raw_path=b"/a%252Fb", query_string=b"q=1", client=(b"", b""),
-                        headers=[(b"accept", b"*/*")])
+    asgi_native.request(
+        1, path=b"/a%2Fb", raw_path=b"/a%252Fb", query_string=b"q=1", client=(b"", b""), headers=[(b"accept", b"*/*")]
+    )
     assert asgi_native.wait_finished(1) == asgi.OK
     scope = seen[0]
     assert (scope["path"], scope["raw_path"], scope["query_string"]) == ("/a%2Fb", b"/a%252Fb", b"q=1")
@@ -296,21 +305,39 @@ BODY = {"type": "http.response.body", "body": b"x"}
     [
         ([BODY], "Expected ASGI message 'http.response.start', but got 'http.response.body'.", 1),
         ([START, START], "Expected ASGI message 'http.response.body', but got 'http.response.start'.", 2),
-        ([START, {"type": "http.response.trailers"}],
-         "Expected ASGI message 'http.response.body', but got 'http.response.trailers'.", 2),
-        ([dict(START, trailers=True), BODY, BODY],
-         "Expected ASGI message 'http.response.trailers', but got 'http.response.body'.", 2),
-        ([START, BODY, BODY], "Unexpected ASGI message 'http.response.body' sent, after response already completed.",
-         0),
-        ([START, {"type": "http.response.start", "status": 200}, BODY],
-         "Expected ASGI message 'http.response.body', but got 'http.response.start'.", 2),
+        (
+            [START, {"type": "http.response.trailers"}],
+            "Expected ASGI message 'http.response.body', but got 'http.response.trailers'.",
+            2,
+        ),
+        (
+            [dict(START, trailers=True), BODY, BODY],
+            "Expected ASGI message 'http.response.trailers', but got 'http.response.body'.",
+            2,
+        ),
+        (
+            [START, BODY, BODY],
+            "Unexpected ASGI message 'http.response.body' sent, after response already completed.",
+            0,
+        ),
+        (
+            [START, {"type": "http.response.start", "status": 200}, BODY],
+            "Expected ASGI message 'http.response.body', but got 'http.response.start'.",
+            2,
+        ),
         ([{"type": "http.response.start", "status": "200"}], "'status' must be an int, not str", 1),
         ([{"type": "http.response.start", "status": 103}], "must be 200-999", 1),
-        ([{"type": "http.response.start", "status": 200, "headers": [("a", "b")]}],
-         "header name must be bytes, not str", 1),
+        (
+            [{"type": "http.response.start", "status": 200, "headers": [("a", "b")]}],
+            "header name must be bytes, not str",
+            1,
+        ),
         ([START, {"type": "http.response.body", "body": "text"}], "'body' must be bytes, not str", 2),
-        ([START, {"type": "http.response.early_hint", "links": []}],
-         "Expected ASGI message 'http.response.body', but got 'http.response.early_hint'.", 2),
+        (
+            [START, {"type": "http.response.early_hint", "links": []}],
+            "Expected ASGI message 'http.response.body', but got 'http.response.early_hint'.",
+            2,
+        ),
     ],
 )
 def test_send_order_errors(asgi_native, serve, messages, error, code):
@@ -340,8 +367,8 @@ def test_streaming_body_waits_for_each_completion(asgi_native, serve):
 
     serve(app)
     asgi_native.request(1)
-    for i, expected in enumerate([(b"a", True), (b"b", True), (b"c", False)]):
-        asgi_native.wait(lambda: len(body_calls(asgi_native, 1)) == i + 1)
+    for i in range(3):
+        asgi_native.wait(lambda i=i: len(body_calls(asgi_native, 1)) == i + 1)
         time.sleep(0.05)
         # Backpressure: the next body waits for this one's completion.
         assert body_calls(asgi_native, 1) == [(b"a", True), (b"b", True), (b"c", False)][: i + 1]
@@ -470,7 +497,9 @@ def test_trailers(asgi_native, serve):
     assert [c[0] for c in asgi_native.calls_for(1)] == ["start", "body", "trailers", "trailers", "finish"]
     assert asgi_native.calls_for(1, "start")[0][4] is True
     assert [c[2:] for c in asgi_native.calls_for(1, "trailers")] == [
-        ([(b"x-sum", b"1")], True), ([(b"x-sum2", b"2")], False)]
+        ([(b"x-sum", b"1")], True),
+        ([(b"x-sum2", b"2")], False),
+    ]
 
 
 def test_missing_trailers_leave_the_response_incomplete(asgi_native, serve):

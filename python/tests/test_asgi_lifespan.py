@@ -150,8 +150,10 @@ def test_wrong_lifespan_message_names_the_expected_ones(asgi_native, start):
     ok, message = r.wait_ready()
     r.join()
     assert ok is False
-    assert ("Expected ASGI message 'lifespan.startup.complete' or 'lifespan.startup.failed', "
-            "but got 'lifespan.shutdown.complete'.") in message
+    assert (
+        "Expected ASGI message 'lifespan.startup.complete' or 'lifespan.startup.failed', "
+        "but got 'lifespan.shutdown.complete'."
+    ) in message
 
 
 def test_startup_timeout(asgi_native, start):
@@ -283,10 +285,13 @@ def test_uvloop_is_used_when_installed(asgi_native, serve, monkeypatch, kind):
     assert len(made) == 1 and seen == made
 
 
-@pytest.mark.parametrize("options, words", [
-    ({"lifespan": "maybe"}, 'lifespan must be "on", "off" or "auto"'),
-    ({"loop": "trio"}, 'loop must be "asyncio", "uvloop" or "auto"'),
-])
+@pytest.mark.parametrize(
+    "options, words",
+    [
+        ({"lifespan": "maybe"}, 'lifespan must be "on", "off" or "auto"'),
+        ({"loop": "trio"}, 'loop must be "asyncio", "uvloop" or "auto"'),
+    ],
+)
 def test_bad_options_fail_startup(asgi_native, start, options, words):
     r = start(lifespan_app(), **options)
     ok, message = r.wait_ready()

@@ -112,7 +112,7 @@ def test_abandon_cancels_and_never_reports_complete(asgi_native, serve):
 
 
 def test_task_swallowing_cancellation_is_abandoned(asgi_native, serve, monkeypatch):
-    monkeypatch.setattr(asgi, "CANCEL_GRACE", 0.2)
+    monkeypatch.setattr(asgi.exchange, "CANCEL_GRACE", 0.2)
     stubborn = threading.Event()
     release = threading.Event()
 
@@ -197,7 +197,7 @@ def test_task_swallowing_a_disconnect_cancellation_is_abandoned(asgi_native, ser
     # The client left while nobody waited on receive(): the task is
     # cancelled; if it carries on, the request still ends (client gone), so
     # Go lets go of the connection instead of holding it in CLOSE_WAIT.
-    monkeypatch.setattr(asgi, "CANCEL_GRACE", 0.2)
+    monkeypatch.setattr(asgi.exchange, "CANCEL_GRACE", 0.2)
     stubborn = threading.Event()
     release = threading.Event()
 

@@ -36,10 +36,21 @@ def only_errors(fake, req):
 
 def test_build_websocket_scope():
     state = {"db": "pool"}
-    p = parts(path="/caf\u00e9".encode(), raw_path=b"/caf%C3%A9", query_string=b"a=1", root_path=b"/app",
-              scheme=b"wss", http_version=b"1.1", client=(b"::1", b"4000"), server=(b"h.example", b"443"),
-              headers=[(b"host", b"h.example"), (b"sec-websocket-protocol", b"chat, superchat ,"),
-                       (b"Sec-WebSocket-Protocol", b"v2.json")])
+    p = parts(
+        path="/caf\u00e9".encode(),
+        raw_path=b"/caf%C3%A9",
+        query_string=b"a=1",
+        root_path=b"/app",
+        scheme=b"wss",
+        http_version=b"1.1",
+        client=(b"::1", b"4000"),
+        server=(b"h.example", b"443"),
+        headers=[
+            (b"host", b"h.example"),
+            (b"sec-websocket-protocol", b"chat, superchat ,"),
+            (b"Sec-WebSocket-Protocol", b"v2.json"),
+        ],
+    )
     scope = asgi.build_websocket_scope(p, state)
     assert scope["type"] == "websocket"
     assert scope["asgi"] == {"version": "3.0", "spec_version": "2.4"}
@@ -119,8 +130,9 @@ def test_connect_comes_first_even_after_a_disconnect(asgi_native, serve):
 
 def test_accept_with_subprotocol_and_headers(asgi_native, serve):
     async def app(scope, receive, send):
-        await send({"type": "websocket.accept", "subprotocol": "superchat",
-                    "headers": [[b"set-cookie", bytearray(b"a=1")]]})
+        await send(
+            {"type": "websocket.accept", "subprotocol": "superchat", "headers": [[b"set-cookie", bytearray(b"a=1")]]}
+        )
 
     serve(app)
     asgi_native.websocket(1, subprotocols="chat, superchat")
@@ -151,11 +163,16 @@ def test_unoffered_subprotocol_is_left_to_the_server(asgi_native, serve):
     assert asgi_native.calls_for(1, "ws_accept")[0][2] == "other"
 
 
-@pytest.mark.parametrize("message, error", [
-    ({"type": "websocket.accept", "subprotocol": b"chat"}, "must be a str or None, not bytes"),
-    ({"type": "websocket.accept", "headers": [(b"sec-websocket-protocol", b"chat")]},
-     "must not include sec-websocket-protocol"),
-])
+@pytest.mark.parametrize(
+    "message, error",
+    [
+        ({"type": "websocket.accept", "subprotocol": b"chat"}, "must be a str or None, not bytes"),
+        (
+            {"type": "websocket.accept", "headers": [(b"sec-websocket-protocol", b"chat")]},
+            "must not include sec-websocket-protocol",
+        ),
+    ],
+)
 def test_bad_accept_is_an_error_before_accept(asgi_native, serve, message, error):
     async def app(scope, receive, send):
         await send(message)
@@ -319,24 +336,42 @@ TEXT = {"type": "websocket.send", "text": "x"}
 @pytest.mark.parametrize(
     "messages, error, code",
     [
-        ([TEXT], "Expected ASGI message 'websocket.accept', 'websocket.close' or "
-                 "'websocket.http.response.start', but got 'websocket.send'.", 1),
-        ([ACCEPT, ACCEPT], "Expected ASGI message 'websocket.send' or 'websocket.close', "
-                           "but got 'websocket.accept'.", 2),
-        ([ACCEPT, {"type": "websocket.http.response.start", "status": 403}],
-         "Expected ASGI message 'websocket.send' or 'websocket.close', "
-         "but got 'websocket.http.response.start'.", 2),
-        ([ACCEPT, {"type": "websocket.send", "text": "a", "bytes": b"a"}],
-         "exactly one of 'bytes' and 'text', got both", 2),
+        (
+            [TEXT],
+            "Expected ASGI message 'websocket.accept', 'websocket.close' or "
+            "'websocket.http.response.start', but got 'websocket.send'.",
+            1,
+        ),
+        (
+            [ACCEPT, ACCEPT],
+            "Expected ASGI message 'websocket.send' or 'websocket.close', but got 'websocket.accept'.",
+            2,
+        ),
+        (
+            [ACCEPT, {"type": "websocket.http.response.start", "status": 403}],
+            "Expected ASGI message 'websocket.send' or 'websocket.close', but got 'websocket.http.response.start'.",
+            2,
+        ),
+        (
+            [ACCEPT, {"type": "websocket.send", "text": "a", "bytes": b"a"}],
+            "exactly one of 'bytes' and 'text', got both",
+            2,
+        ),
         ([ACCEPT, {"type": "websocket.send"}], "exactly one of 'bytes' and 'text', got neither", 2),
         ([ACCEPT, {"type": "websocket.send", "text": b"a"}], "'text' must be a str, not bytes", 2),
         ([ACCEPT, {"type": "websocket.send", "bytes": "a"}], "'bytes' must be bytes, not str", 2),
         ([ACCEPT, {"type": "websocket.close", "code": "1000"}], "'code' must be an int, not str", 2),
-        ([{"type": "websocket.http.response.start", "status": 403}, ACCEPT],
-         "Expected ASGI message 'websocket.http.response.body', but got 'websocket.accept'.", 2),
-        ([{"type": "websocket.http.response.body", "body": b"x"}],
-         "Expected ASGI message 'websocket.accept', 'websocket.close' or "
-         "'websocket.http.response.start', but got 'websocket.http.response.body'.", 1),
+        (
+            [{"type": "websocket.http.response.start", "status": 403}, ACCEPT],
+            "Expected ASGI message 'websocket.http.response.body', but got 'websocket.accept'.",
+            2,
+        ),
+        (
+            [{"type": "websocket.http.response.body", "body": b"x"}],
+            "Expected ASGI message 'websocket.accept', 'websocket.close' or "
+            "'websocket.http.response.start', but got 'websocket.http.response.body'.",
+            1,
+        ),
         ([{"type": "websocket.http.response.start", "status": "403"}], "'status' must be an int, not str", 1),
     ],
 )
@@ -422,8 +457,13 @@ def test_app_close_with_code_and_reason(asgi_native, serve):
     assert asgi_native.wait_finished(1) == asgi.OK
     assert names(asgi_native, 1) == ["ws_accept", "ws_send", "ws_close", "finish"]
     assert asgi_native.calls_for(1, "ws_close")[0][2:] == (4001, "done")
-    assert got == [disconnect(4001, "done"), disconnect(4001, "done"), ClientDisconnected, ClientDisconnected,
-                   "Unexpected ASGI message 'websocket.accept' sent, after 'websocket.close'."]
+    assert got == [
+        disconnect(4001, "done"),
+        disconnect(4001, "done"),
+        ClientDisconnected,
+        ClientDisconnected,
+        "Unexpected ASGI message 'websocket.accept' sent, after 'websocket.close'.",
+    ]
     assert only_errors(asgi_native, 1) == []
 
 
@@ -529,7 +569,7 @@ def test_sends_wait_for_their_completion(asgi_native, serve):
     serve(app)
     asgi_native.websocket(1)
     for i, name in enumerate(["ws_accept", "ws_send", "ws_send"]):
-        asgi_native.wait(lambda: len(asgi_native.calls_for(1)) == i + 1)
+        asgi_native.wait(lambda i=i: len(asgi_native.calls_for(1)) == i + 1)
         time.sleep(0.03)
         # Backpressure: nothing more until this one's completion.
         assert names(asgi_native, 1)[-1] == name and len(asgi_native.calls_for(1)) == i + 1
@@ -574,8 +614,9 @@ def test_denial_response(asgi_native, serve):
     async def app(scope, receive, send):
         assert "websocket.http.response" in scope["extensions"]
         await receive()
-        await send({"type": "websocket.http.response.start", "status": 401,
-                    "headers": [(b"content-type", b"text/plain")]})
+        await send(
+            {"type": "websocket.http.response.start", "status": 401, "headers": [(b"content-type", b"text/plain")]}
+        )
         await send({"type": "websocket.http.response.body", "body": b"no ", "more_body": True})
         await send({"type": "websocket.http.response.body", "body": b"entry"})
         got.append(await receive())
@@ -590,14 +631,17 @@ def test_denial_response(asgi_native, serve):
     assert names(asgi_native, 1) == ["start", "body", "body", "finish"]
     assert asgi_native.calls_for(1, "start")[0][2:] == (401, [(b"content-type", b"text/plain")], False)
     assert [c[2:] for c in asgi_native.calls_for(1, "body")] == [(b"no ", True), (b"entry", False)]
-    assert got == [disconnect(1006),
-                   "Unexpected ASGI message 'websocket.send' sent, after response already completed."]
+    assert got == [disconnect(1006), "Unexpected ASGI message 'websocket.send' sent, after response already completed."]
     assert only_errors(asgi_native, 1) == []
 
 
 def test_incomplete_denial_response(asgi_native, serve):
-    serve(_sends({"type": "websocket.http.response.start", "status": 403},
-                 {"type": "websocket.http.response.body", "body": b"a", "more_body": True}))
+    serve(
+        _sends(
+            {"type": "websocket.http.response.start", "status": 403},
+            {"type": "websocket.http.response.body", "body": b"a", "more_body": True},
+        )
+    )
     asgi_native.websocket(1)
     assert asgi_native.wait_finished(1) == asgi.APP_ERROR_AFTER_START
     assert only_errors(asgi_native, 1) == ["ASGI callable returned without completing the denial response"]

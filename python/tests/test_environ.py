@@ -1,18 +1,25 @@
 import random
 
+from conftest import make_req
+
 from caddysnake import __version__, wsgi
 from caddysnake.wsgi import ErrorStream, FileWrapper, InputStream, build_environ
-
-from conftest import make_req
 
 
 def test_every_environ_key():
     env = build_environ(
         make_req(
-            method="POST", script_name="/app", path="/x/y", query="a=1&b=2", protocol="HTTP/2.0",
-            scheme="https", server_name="example.org", server_port="443", remote_addr="192.0.2.1",
-            remote_port="4444", headers=[("Host", "example.org"), ("Content-Type", "text/plain"),
-                                         ("Content-Length", "5")],
+            method="POST",
+            script_name="/app",
+            path="/x/y",
+            query="a=1&b=2",
+            protocol="HTTP/2.0",
+            scheme="https",
+            server_name="example.org",
+            server_port="443",
+            remote_addr="192.0.2.1",
+            remote_port="4444",
+            headers=[("Host", "example.org"), ("Content-Type", "text/plain"), ("Content-Length", "5")],
         ),
         7,
     )
@@ -62,15 +69,17 @@ def test_environ_is_a_fresh_copy():
 
 def test_header_mangling_and_joining():
     env = build_environ(
-        make_req(headers=[
-            ("X-Forwarded-For", "1.1.1.1"),
-            ("Accept", "text/html"),
-            ("X-Forwarded-For", "2.2.2.2"),
-            ("Cookie", "a=1"),
-            ("Cookie", "b=2"),
-            ("X-Custom-Thing", "v"),
-            ("x-lower-case", "w"),
-        ]),
+        make_req(
+            headers=[
+                ("X-Forwarded-For", "1.1.1.1"),
+                ("Accept", "text/html"),
+                ("X-Forwarded-For", "2.2.2.2"),
+                ("Cookie", "a=1"),
+                ("Cookie", "b=2"),
+                ("X-Custom-Thing", "v"),
+                ("x-lower-case", "w"),
+            ]
+        ),
         1,
     )
     assert env["HTTP_X_FORWARDED_FOR"] == "1.1.1.1, 2.2.2.2"
@@ -82,8 +91,9 @@ def test_header_mangling_and_joining():
 
 def test_content_headers_have_no_http_prefix():
     env = build_environ(
-        make_req(headers=[("Content-Type", "application/json"), ("Content-Length", "12"),
-                          ("content-type", "ignored-dup")]),
+        make_req(
+            headers=[("Content-Type", "application/json"), ("Content-Length", "12"), ("content-type", "ignored-dup")]
+        ),
         1,
     )
     assert env["CONTENT_TYPE"] == "application/json, ignored-dup"
@@ -158,7 +168,7 @@ def test_fuzz_build_environ():
         for name, value in headers:
             if "_" in name:
                 continue
-            upper = name.upper() if name.isascii() else name.translate(wsgi._ASCII_KEY)
+            upper = name.upper() if name.isascii() else name.translate(wsgi.environ._ASCII_KEY)
             key = "HTTP_" + upper.replace("-", "_")
             key = {"HTTP_CONTENT_TYPE": "CONTENT_TYPE", "HTTP_CONTENT_LENGTH": "CONTENT_LENGTH"}.get(key, key)
             assert key in env

@@ -96,14 +96,14 @@ def test_reload_same_target_same_dir(tmp_path):
     assert sys.path.count(str(tmp_path)) == 1
 
 
-@pytest.mark.parametrize("target", ["myapp", "myapp:", ":app", "a:b:c", "my app:app", "myapp:app()()",
-                                    "my-app:app", "myapp:app.", "myapp:1app"])
+@pytest.mark.parametrize(
+    "target",
+    ["myapp", "myapp:", ":app", "a:b:c", "my app:app", "myapp:app()()", "my-app:app", "myapp:app.", "myapp:1app"],
+)
 def test_bad_syntax(target):
     with pytest.raises(ConfigError) as e:
         loader.load_app(target, "", "")
-    assert str(e.value) == (
-        f'cannot load "{target}": expected "module:attribute", e.g. "myapp.wsgi:application"'
-    )
+    assert str(e.value) == (f'cannot load "{target}": expected "module:attribute", e.g. "myapp.wsgi:application"')
 
 
 def test_missing_module(tmp_path):

@@ -2,12 +2,13 @@ import os
 import re
 import subprocess
 import sys
-import pytest
 
-tomllib = pytest.importorskip("tomllib")
+import pytest
 
 import caddysnake
 from caddysnake import bridge
+
+tomllib = pytest.importorskip("tomllib")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -31,7 +32,8 @@ def test_exports():
 def test_init_is_light():
     code = "import sys, caddysnake; print(' '.join(sorted(m for m in sys.modules if m.startswith('caddysnake'))))"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["caddysnake", "caddysnake.bridge"]
+    # bridge takes the log levels from codes, a module of literals.
+    assert out.stdout.split() == ["caddysnake", "caddysnake.bridge", "caddysnake.codes"]
 
 
 def test_pyproject():
@@ -42,5 +44,20 @@ def test_pyproject():
     assert cfg["project"]["dynamic"] == ["version"]
     assert cfg["project"]["requires-python"] == ">=3.10"
     assert cfg["project"]["optional-dependencies"]["test"] == ["pytest"]
-    assert cfg["tool"]["setuptools"]["packages"] == ["caddysnake"]
+    assert cfg["tool"]["setuptools"]["packages"]["find"] == {"include": ["caddysnake", "caddysnake.*"]}
     assert cfg["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "caddysnake.__version__"}
+
+
+def test_pyproject_finds_every_subpackage():
+    # A pip-installed copy must carry what the binary embeds: every folder
+    # of the package with an __init__.py.
+    setuptools = pytest.importorskip("setuptools")
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        include = tomllib.load(f)["tool"]["setuptools"]["packages"]["find"]["include"]
+    on_disk = {
+        os.path.relpath(d, ROOT).replace(os.sep, ".")
+        for d, _, files in os.walk(os.path.join(ROOT, "caddysnake"))
+        if "__init__.py" in files
+    }
+    assert {"caddysnake", "caddysnake.asgi", "caddysnake.wsgi"} <= on_disk
+    assert set(setuptools.find_packages(ROOT, include=include)) == on_disk

@@ -555,13 +555,13 @@ def test_header_and_status_caches_stay_exact(run, native):
     ok = simple(headers=[("X-Same", "v")])
     for i in range(3):
         assert run(ok, handle=100 + i)[0] == 0
-    assert ("X-Same", "v") in wsgi._VALID_HEADERS and "200 OK" in wsgi._VALID_STATUS
+    assert ("X-Same", "v") in wsgi.checks._VALID_HEADERS and "200 OK" in wsgi.checks._VALID_STATUS
     for i in range(2):
         code, _ = run(simple(headers=[("Connection", "close")]), handle=110 + i)
         assert code == 1
         code, _ = run(simple(status="20 OK"), handle=120 + i)
         assert code == 1
-    assert ("Connection", "close") not in wsgi._VALID_HEADERS and "20 OK" not in wsgi._VALID_STATUS
+    assert ("Connection", "close") not in wsgi.checks._VALID_HEADERS and "20 OK" not in wsgi.checks._VALID_STATUS
 
     # A tuple subclass equal to a remembered header is still checked (and
     # refused): only exact tuples take the remembered answer.
@@ -578,9 +578,9 @@ def test_header_and_status_caches_stay_exact(run, native):
 
 
 def test_header_cache_is_bounded(run):
-    for i in range(wsgi._VALID_HEADERS_MAX + 50):
+    for i in range(wsgi.checks._VALID_HEADERS_MAX + 50):
         assert run(simple(headers=[("X-Id", str(i))]), handle=i + 10)[0] == 0
-    assert len(wsgi._VALID_HEADERS) <= wsgi._VALID_HEADERS_MAX
+    assert len(wsgi.checks._VALID_HEADERS) <= wsgi.checks._VALID_HEADERS_MAX
 
 
 def test_close_error_after_whole_response_is_a_clean_500(native):

@@ -129,9 +129,7 @@ def test_refusal_is_rewritten(ext, refusal, at):
     e = import_error(name)
     assert type(e) is loader.SubinterpreterImportError
     assert isinstance(e, ImportError)
-    assert str(e) == (
-        f'the C extension module "{name}" cannot be loaded in a sub-interpreter ({original}); {FIX}'
-    )
+    assert str(e) == (f'the C extension module "{name}" cannot be loaded in a sub-interpreter ({original}); {FIX}')
     assert e.name == name and e.path == path
     assert type(e.__cause__) is ImportError and str(e.__cause__) == original
 
@@ -196,13 +194,14 @@ def test_fallback_on_import_error_keeps_working(ext, tmp_path):
     # markupsafe-style optional speedups: the app still loads, without them.
     pkg = unique("lib")
     ext(f"{pkg}._speedups", refuse=CPYTHON.format(f"{pkg}._speedups"))
-    write(tmp_path, f"{pkg}.core", (
-        "try:\n"
-        "    from ._speedups import escape\n"
-        "    SPEEDUPS = True\n"
-        "except ImportError:\n"
-        "    SPEEDUPS = False\n"
-    ))
+    core = """\
+try:
+    from ._speedups import escape
+    SPEEDUPS = True
+except ImportError:
+    SPEEDUPS = False
+"""
+    write(tmp_path, f"{pkg}.core", core)
     name = unique("app")
     write(tmp_path, name, f"from {pkg}.core import SPEEDUPS\ndef application(environ, start_response):\n    pass\n")
     app = loader.load_app(f"{name}:application", str(tmp_path), "", isolated=True)
@@ -223,8 +222,10 @@ def refused_app(ext, tmp_path, body):
 
 
 def expected_start(target, core):
-    return (f'cannot load "{target}": the C extension module "{core}" cannot be loaded in a '
-            f"sub-interpreter ({PYO3}); {FIX}\nTraceback")
+    return (
+        f'cannot load "{target}": the C extension module "{core}" cannot be loaded in a '
+        f"sub-interpreter ({PYO3}); {FIX}\nTraceback"
+    )
 
 
 def test_load_app_names_the_extension(ext, tmp_path):
@@ -294,7 +295,7 @@ def test_subinterpreter_refusal_walks_the_chain():
         try:
             raise refusal
         except ImportError:
-            raise KeyError("x")  # implicit __context__
+            raise KeyError("x")  # noqa: B904 - the test wants the implicit __context__
     except KeyError as e:
         outer = e
     assert loader.subinterpreter_refusal(outer) is refusal
@@ -320,8 +321,9 @@ def free_threaded(monkeypatch):
 def test_gil_status_with_a_gil(monkeypatch):
     real = sysconfig.get_config_var
     for value in (0, None):
-        monkeypatch.setattr(sysconfig, "get_config_var",
-                            lambda key, value=value: value if key == "Py_GIL_DISABLED" else real(key))
+        monkeypatch.setattr(
+            sysconfig, "get_config_var", lambda key, value=value: value if key == "Py_GIL_DISABLED" else real(key)
+        )
         monkeypatch.setattr(loader, "_gil_culprit", "fastext")
         assert loader.gil_status() == ""
 
@@ -369,13 +371,17 @@ def test_gil_already_on_names_nobody(free_threaded, ext, tmp_path):
 def test_app_warning_hooks_survive_load(tmp_path):
     # An app that installs its own showwarning or filters at import keeps them.
     name = unique("app")
-    write(tmp_path, name, (
-        "import warnings\n"
-        "def hook(*a, **k):\n    pass\n"
-        "warnings.showwarning = hook\n"
-        "warnings.filterwarnings('ignore', message='app-specific')\n"
-        "def application(e, s):\n    pass\n"
-    ))
+    write(
+        tmp_path,
+        name,
+        (
+            "import warnings\n"
+            "def hook(*a, **k):\n    pass\n"
+            "warnings.showwarning = hook\n"
+            "warnings.filterwarnings('ignore', message='app-specific')\n"
+            "def application(e, s):\n    pass\n"
+        ),
+    )
     with warnings.catch_warnings():
         loader.load_app(f"{name}:application", str(tmp_path), "")
         assert warnings.showwarning.__name__ == "hook"
@@ -411,24 +417,28 @@ def fake_uvloop(ext, tmp_path, monkeypatch):
 
 
 def uvloop_error(kind):
-    with pytest.raises(asgi._StartupError) as e:
-        asgi._new_loop(kind)
+    with pytest.raises(asgi.server._StartupError) as e:
+        asgi.server._new_loop(kind)
     return str(e.value)
 
 
-@pytest.mark.parametrize("init", [
-    "from .loop import Loop\n",
-    "try:\n    from .loop import Loop\nexcept ImportError as e:\n    raise ImportError('uvloop is broken') from e\n",
-])
+@pytest.mark.parametrize(
+    "init",
+    [
+        "from .loop import Loop\n",
+        "try:\n    from .loop import Loop\n"
+        "except ImportError as e:\n    raise ImportError('uvloop is broken') from e\n",
+    ],
+)
 def test_uvloop_in_a_subinterpreter(fake_uvloop, init):
     fake_uvloop(init)
     loader.guard_extensions()
     msg = uvloop_error("uvloop")
     assert msg == (
-        'loop uvloop: uvloop cannot run in a sub-interpreter; set loop asyncio '
+        "loop uvloop: uvloop cannot run in a sub-interpreter; set loop asyncio "
         '(or remove "interpreters" from the python block to serve the app from the main interpreter)'
     )
-    loop = asgi._new_loop("auto")
+    loop = asgi.server._new_loop("auto")
     try:
         assert isinstance(loop, asyncio.BaseEventLoop) and type(loop).__module__.startswith("asyncio")
     finally:

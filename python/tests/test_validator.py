@@ -71,8 +71,12 @@ def test_validated_apps(run, native, app, expected):
 
 
 def test_validated_reader(run, native):
-    code, r = run(validator(reader), method="POST", body=b"line one\nrest",
-                  headers=[("Content-Type", "text/plain"), ("Content-Length", "13")])
+    code, r = run(
+        validator(reader),
+        method="POST",
+        body=b"line one\nrest",
+        headers=[("Content-Type", "text/plain"), ("Content-Length", "13")],
+    )
     assert code == 0, native.logs
     assert r.body == b"restline one\n"
 

@@ -3,7 +3,8 @@
 One Lifespan runs the app once with a "lifespan" scope for the app's whole
 life: startup() sends lifespan.startup and waits for the app's answer,
 shutdown() later sends lifespan.shutdown on the same call. Both return
-(ok, message), which asgi.run_loop hands to asgi_ready / asgi_stopped.
+(ok, message), which the server loop (server.py) hands to asgi_ready /
+asgi_stopped.
 
 Nothing here talks to the native module: logging goes through the `log`
 callable given to the constructor, so this file has no Caddy dependency.
@@ -12,7 +13,7 @@ callable given to the constructor, so this file has no Caddy dependency.
 import asyncio
 import traceback
 
-LOG_DEBUG, LOG_INFO, LOG_WARNING, LOG_ERROR = 0, 1, 2, 3
+from ..bridge import LOG_INFO, LOG_WARNING
 
 _STARTUP = ("lifespan.startup.complete", "lifespan.startup.failed")
 _SHUTDOWN = ("lifespan.shutdown.complete", "lifespan.shutdown.failed")
@@ -30,8 +31,19 @@ class Lifespan:
     """
 
     __slots__ = (
-        "app", "mode", "state", "startup_timeout", "shutdown_timeout", "log",
-        "queue", "answer", "expect", "task", "started", "tb", "summary",
+        "app",
+        "mode",
+        "state",
+        "startup_timeout",
+        "shutdown_timeout",
+        "log",
+        "queue",
+        "answer",
+        "expect",
+        "task",
+        "started",
+        "tb",
+        "summary",
     )
 
     def __init__(self, app, mode, state, startup_timeout, shutdown_timeout, log):
@@ -106,8 +118,7 @@ class Lifespan:
         answer = await self._wait(self.startup_timeout)
         if answer is _TIMED_OUT:
             return False, (
-                f"ASGI lifespan startup did not complete within {self.startup_timeout:g} seconds "
-                f"(startup_timeout)"
+                f"ASGI lifespan startup did not complete within {self.startup_timeout:g} seconds (startup_timeout)"
             )
         if answer is None:
             if self.mode == "auto":
@@ -117,13 +128,17 @@ class Lifespan:
                 # send any lifespan events." Apps that just return for scope
                 # types they do not know are treated alike.
                 why = f"it raised {self.summary}" if self.tb else "it returned without answering lifespan.startup"
-                self.log(LOG_INFO, f"ASGI lifespan protocol appears unsupported by the app ({why}); "
-                                   f"continuing without it (set lifespan on to require it)")
+                self.log(
+                    LOG_INFO,
+                    f"ASGI lifespan protocol appears unsupported by the app ({why}); "
+                    f"continuing without it (set lifespan on to require it)",
+                )
                 return True, ""
             if self.tb:
                 return False, f"ASGI app raised an exception during lifespan startup:\n{self.tb}"
-            return False, ("ASGI app returned from the lifespan scope without sending "
-                           "lifespan.startup.complete (lifespan is on)")
+            return False, (
+                "ASGI app returned from the lifespan scope without sending lifespan.startup.complete (lifespan is on)"
+            )
         if answer["type"] == "lifespan.startup.failed":
             return False, _message(answer, "lifespan.startup.failed")
         self.started = True
@@ -144,14 +159,14 @@ class Lifespan:
         answer = await self._wait(self.shutdown_timeout)
         if answer is _TIMED_OUT:
             return False, (
-                f"ASGI lifespan shutdown did not complete within {self.shutdown_timeout:g} seconds "
-                f"(shutdown_timeout)"
+                f"ASGI lifespan shutdown did not complete within {self.shutdown_timeout:g} seconds (shutdown_timeout)"
             )
         if answer is None:
             if self.tb:
                 return False, f"ASGI app raised an exception during lifespan shutdown:\n{self.tb}"
-            self.log(LOG_WARNING, "ASGI app returned from the lifespan scope without sending "
-                                  "lifespan.shutdown.complete")
+            self.log(
+                LOG_WARNING, "ASGI app returned from the lifespan scope without sending lifespan.shutdown.complete"
+            )
             return True, ""
         if answer["type"] == "lifespan.shutdown.failed":
             return False, _message(answer, "lifespan.shutdown.failed")

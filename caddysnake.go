@@ -1,27 +1,33 @@
 // Package caddysnake is a Caddy HTTP handler that serves Python web apps
 // (WSGI, PEP 3333; ASGI 3.0) from CPython embedded in the Caddy process.
 //
-// The Python core (python.go, threads.go, wsgi.go, asgi*.go, callbacks.go
-// and the C bridge) knows nothing of Caddy; this file is the thin Caddy module around
-// it: configuration, provisioning and ServeHTTP.
+// The request path: ServeHTTP (this file) hands the request, with what
+// Caddy knows of it (the path before handle_path, the client IP behind
+// trusted_proxies), to internal/nethttp, which checks it and lays it out as
+// the engine's own Request and ResponseWriter; internal/engine (CPython,
+// interpreters, the WSGI and ASGI bridges) serves it and knows nothing of
+// Caddy or net/http's server. This package is the Caddy module around
+// them: the handler and its settings (this file), the Caddyfile
+// (caddyfile.go) and stop bounds (stop.go).
 package caddysnake
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"sync"
+	"syscall"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"github.com/dustin/go-humanize"
+	"github.com/caddysnake/caddysnake/internal/engine"
+	"github.com/caddysnake/caddysnake/internal/nethttp"
+	"github.com/caddysnake/caddysnake/internal/worker"
 	"go.uber.org/zap"
 )
 
@@ -51,6 +57,12 @@ func init() {
 //		lifespan    auto                     # ASGI: on | off | auto
 //		loop        asyncio                  # ASGI: asyncio | uvloop | auto
 //		interpreters 2                       # own-GIL sub-interpreters (3.12+)
+//		processes    2                       # worker processes (first cut)
+//		max_requests 1000                    # processes: recycle after 1000 requests
+//		max_requests_jitter 100              # processes: + 0..100 per worker
+//		max_memory   512MiB                  # processes: recycle over this RSS
+//		user         www-data                # processes: workers run as (Caddy as root)
+//		group        www-data
 //		free_threaded                        # refuse to start with the GIL on
 //	}
 //
@@ -164,7 +176,51 @@ type Handler struct {
 	// the GIL came back on. Default: false.
 	FreeThreaded bool `json:"free_threaded,omitempty"`
 
-	app    servedApp
+	// How many worker processes serve the app. 0 (the default) serves it
+	// in Caddy's own process. N >= 1 starts N processes from Caddy's own
+	// executable (caddy python-worker), each embedding CPython and loading
+	// the app with the settings above (threads, event loop, interpreters
+	// and lifespan are per process); Caddy keeps parsing HTTP and hands
+	// each request, already laid out, to the least busy worker. A worker
+	// that dies fails only its requests in flight (502, or an aborted
+	// response) and is restarted with back-off; one that fails to start 5
+	// times in a row is given up.
+	//
+	// In process mode request_timeout escalates as gunicorn's timeout
+	// does: a request still running 5s past it (stuck in C, where the
+	// exception raised in its thread cannot reach it), or a WSGI thread
+	// the engine had to write off, gets its worker replaced: the
+	// replacement starts first, the old worker's other requests drain
+	// within request_timeout, then it is killed (the stuck request fails).
+	Processes int `json:"processes,omitempty"`
+
+	// Recycle a worker process (processes >= 1) after it served this many
+	// requests, plus a random 0..max_requests_jitter of its own so that
+	// workers started together are not replaced together (gunicorn's
+	// settings). The replacement is started and ready first; the old
+	// worker gets no new request, finishes those in flight, then exits.
+	// Default: 0, never.
+	MaxRequests       int `json:"max_requests,omitempty"`
+	MaxRequestsJitter int `json:"max_requests_jitter,omitempty"`
+
+	// Recycle a worker process (processes >= 1) once its resident memory
+	// (RSS, checked every second) is over this many bytes, as max_requests
+	// does. Caddyfile: a size such as 512MiB or 1GB. Default: 0, never.
+	MaxMemory int64 `json:"max_memory,omitempty"`
+
+	// Run the worker processes (processes >= 1) as this user and group (a
+	// name or a number each; the group defaults to the user's primary
+	// group; supplementary groups are dropped). The privileges are dropped
+	// as the worker is started, before the app is imported; a worker is a
+	// fresh executable, so Caddy's TLS keys are never in its memory. Caddy
+	// must run as root for this (refused at validate otherwise). The app's
+	// files, its venv and libpython must be readable by that user.
+	User  string `json:"user,omitempty"`
+	Group string `json:"group,omitempty"`
+
+	workerCred *syscall.Credential // user and group, resolved by checkConfig
+
+	app    engine.App
 	logger *zap.Logger
 	stop   *stopper
 }
@@ -176,24 +232,6 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 		New: func() caddy.Module { return new(Handler) },
 	}
 }
-
-// servedApp is a loaded WSGIApp or ASGIApp.
-type servedApp interface {
-	Serve(w http.ResponseWriter, r *http.Request) error
-	// Close stops admitting requests and drains those in flight, then
-	// drops the app; it does not wait for them on a reload.
-	Close()
-	// Abandon gives up on the requests still in flight once stop's
-	// deadline passed: they return from Serve at once (503 if nothing was
-	// sent, else aborted), after a short grace for the app to unwind.
-	Abandon()
-}
-
-// Defaults of the timeouts, documented on the Handler fields.
-const (
-	DefaultRequestTimeout     = 60 * time.Second
-	DefaultRequestBodyTimeout = 30 * time.Second
-)
 
 // resolveTimeout is a timeout setting as used: the default when unset, 0
 // (off) when negative.
@@ -215,87 +253,54 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.checkConfig(); err != nil {
 		return err
 	}
-	target, kind := h.ModuleWSGI, "module_wsgi"
-	var load func(it *interpreter) (servedApp, error)
-	var fields []zap.Field
+	cfg := engine.Config{Interpreters: h.Interpreters, FreeThreaded: h.FreeThreaded}
 	if h.ModuleASGI != "" {
-		target, kind = h.ModuleASGI, "module_asgi"
-		wsCompression, _ := wsCompressionMode(h.WSCompression) // checked by Validate
-		opts := ASGIOptions{
+		cfg.ASGI = &engine.ASGIOptions{
 			Target:          h.ModuleASGI,
 			WorkingDir:      h.WorkingDir,
 			Venv:            h.Venv,
 			Lifespan:        cmp.Or(h.Lifespan, "auto"),
 			Loop:            cmp.Or(h.Loop, "asyncio"),
-			StartupTimeout:  cmp.Or(time.Duration(h.StartupTimeout), DefaultStartupTimeout),
-			ShutdownTimeout: cmp.Or(time.Duration(h.ShutdownTimeout), DefaultShutdownTimeout),
-			WSMaxMessage:    cmp.Or(h.WSMaxMessage, DefaultWSMaxMessage),
-			WSCompression:   wsCompression,
-			RequestTimeout:  resolveTimeout(h.RequestTimeout, DefaultRequestTimeout),
-			BodyTimeout:     resolveTimeout(h.RequestBodyTimeout, DefaultRequestBodyTimeout),
+			StartupTimeout:  cmp.Or(time.Duration(h.StartupTimeout), engine.DefaultStartupTimeout),
+			ShutdownTimeout: cmp.Or(time.Duration(h.ShutdownTimeout), engine.DefaultShutdownTimeout),
+			WSMaxMessage:    cmp.Or(h.WSMaxMessage, engine.DefaultWSMaxMessage),
+			WSCompression:   h.WSCompression,
+			RequestTimeout:  resolveTimeout(h.RequestTimeout, engine.DefaultRequestTimeout),
+			BodyTimeout:     resolveTimeout(h.RequestBodyTimeout, engine.DefaultRequestBodyTimeout),
 		}
-		load = func(it *interpreter) (servedApp, error) { return LoadASGI(it, opts, h.logger) }
-		fields = []zap.Field{zap.String("lifespan", opts.Lifespan), zap.String("loop", opts.Loop)}
 	} else {
-		opts := WSGIOptions{
+		cfg.WSGI = &engine.WSGIOptions{
 			Target:      h.ModuleWSGI,
 			WorkingDir:  h.WorkingDir,
 			Venv:        h.Venv,
-			Threads:     cmp.Or(h.Threads, DefaultThreads),
-			MaxWait:     cmp.Or(time.Duration(h.MaxWait), DefaultMaxWait),
-			Timeout:     resolveTimeout(h.RequestTimeout, DefaultRequestTimeout),
-			BodyTimeout: resolveTimeout(h.RequestBodyTimeout, DefaultRequestBodyTimeout),
+			Threads:     cmp.Or(h.Threads, engine.DefaultThreads),
+			MaxWait:     cmp.Or(time.Duration(h.MaxWait), engine.DefaultMaxWait),
+			Timeout:     resolveTimeout(h.RequestTimeout, engine.DefaultRequestTimeout),
+			BodyTimeout: resolveTimeout(h.RequestBodyTimeout, engine.DefaultRequestBodyTimeout),
 		}
-		load = func(it *interpreter) (servedApp, error) { return LoadWSGI(it, opts, h.logger) }
-		fields = []zap.Field{zap.Int("threads_each", opts.Threads), zap.Duration("max_wait", opts.MaxWait),
-			zap.Duration("request_timeout", opts.Timeout), zap.Duration("request_body_timeout", opts.BodyTimeout)}
-	}
-	var gil []string
-	var gilMu sync.Mutex
-	insts, err := loadInstances(h.Interpreters, func(it *interpreter) (servedApp, error) {
-		app, err := load(it)
-		if err != nil {
-			return nil, err
-		}
-		status := it.gilStatus()
-		if h.FreeThreaded && status != "disabled" {
-			app.Close()
-			return nil, fmt.Errorf("free_threaded is set, but importing the app turned the GIL on (%s): "+
-				"use extensions that support free-threading, start caddy with PYTHON_GIL=0 at your own risk, "+
-				"or remove free_threaded", status)
-		}
-		gilMu.Lock()
-		gil = append(gil, status)
-		gilMu.Unlock()
-		return app, nil
-	})
-	if err != nil {
-		return fmt.Errorf("python: cannot load %q: %w", target, err)
-	}
-	h.app = newSpreadApp(insts)
-	mode, count := "main", 1
-	if h.Interpreters > 0 {
-		mode, count = "sub-interpreters (own GIL)", h.Interpreters
-	}
-	fields = append([]zap.Field{
-		zap.String(kind, target),
-		zap.String("python", PythonVersion()),
-		zap.String("interpreter", mode),
-		zap.Int("interpreters", count),
-		zap.String("scheduling", schedulingPolicy),
-	}, fields...)
-	if FreeThreadedBuild() {
-		fields = append(fields, zap.String("gil", strings.Join(gil, "; ")))
 	}
 	h.watchShutdown(ctx)
-	h.logger.Info("python app ready", fields...)
-	for _, g := range gil {
-		if strings.HasPrefix(g, "enabled") {
-			h.logger.Warn("this free-threaded CPython turned the GIL back on while importing the app; "+
-				"threads will not run Python in parallel", zap.String(kind, target), zap.String("gil", g))
-			break
-		}
+	var app engine.App
+	var fields []zap.Field
+	var err error
+	if h.Processes > 0 {
+		app, fields, err = worker.Start(cfg, worker.Options{
+			Processes:         h.Processes,
+			MaxRequests:       h.MaxRequests,
+			MaxRequestsJitter: h.MaxRequestsJitter,
+			MaxMemory:         h.MaxMemory,
+			Credential:        h.workerCred,
+			StopBound:         h.stop.bound,
+			Exiting:           caddy.Exiting,
+		}, h.logger)
+	} else {
+		app, fields, err = engine.Load(cfg, h.logger)
 	}
+	if err != nil {
+		return err
+	}
+	h.app = app
+	h.logger.Info("python app ready", fields...)
 	return nil
 }
 
@@ -350,24 +355,46 @@ func (h *Handler) checkConfig() error {
 	if h.WSMaxMessage < 0 {
 		return fmt.Errorf("python: ws_max_message must be positive")
 	}
-	if _, err := wsCompressionMode(h.WSCompression); err != nil {
+	if err := engine.CheckWSCompression(h.WSCompression); err != nil {
 		return fmt.Errorf("python: %v", err)
 	}
 	if h.Threads < 0 {
 		return fmt.Errorf("python: threads must be at least 1, got %d", h.Threads)
 	}
+	if h.Processes < 0 {
+		return fmt.Errorf("python: processes must be 0 (serve in Caddy's own process) or more, got %d", h.Processes)
+	}
+	if h.MaxRequests < 0 || h.MaxRequestsJitter < 0 || h.MaxMemory < 0 {
+		return fmt.Errorf("python: max_requests, max_requests_jitter and max_memory must not be negative")
+	}
+	if h.MaxRequestsJitter > 0 && h.MaxRequests == 0 {
+		return fmt.Errorf("python: max_requests_jitter %d without max_requests: set max_requests too", h.MaxRequestsJitter)
+	}
+	if h.Processes == 0 && (h.MaxRequests > 0 || h.MaxMemory > 0) {
+		return fmt.Errorf("python: max_requests and max_memory recycle worker processes: set processes 1 or more")
+	}
+	if h.User != "" || h.Group != "" {
+		if h.Processes == 0 {
+			return fmt.Errorf("python: user and group apply to worker processes (Caddy's own process serves as Caddy's user): set processes 1 or more")
+		}
+		cred, err := workerCredential(h.User, h.Group)
+		if err != nil {
+			return err
+		}
+		h.workerCred = cred
+	}
 	if h.Interpreters < 0 {
 		return fmt.Errorf("python: interpreters must be 0 (the main interpreter) or more, got %d", h.Interpreters)
 	}
-	if h.Interpreters > 0 && !SubinterpretersSupported() {
+	if h.Interpreters > 0 && !engine.SubinterpretersSupported() {
 		return fmt.Errorf("python: interpreters %d needs CPython 3.12 or later (sub-interpreters with their own GIL, PEP 684), "+
 			"but this caddy is linked against Python %s: remove interpreters, or build caddy with make PYTHON=python3.12 (or later)",
-			h.Interpreters, LinkedPythonVersion())
+			h.Interpreters, engine.LinkedPythonVersion())
 	}
-	if h.FreeThreaded && !FreeThreadedBuild() {
+	if h.FreeThreaded && !engine.FreeThreadedBuild() {
 		return fmt.Errorf("python: free_threaded needs a free-threaded CPython (built with --disable-gil, e.g. python3.13t), "+
 			"but this caddy is linked against Python %s, which has a GIL: remove free_threaded, or build caddy with make PYTHON=python3.13t",
-			LinkedPythonVersion())
+			engine.LinkedPythonVersion())
 	}
 	if h.MaxWait < 0 || h.StartupTimeout < 0 || h.ShutdownTimeout < 0 {
 		return fmt.Errorf("python: durations must not be negative")
@@ -386,12 +413,29 @@ func (h *Handler) checkConfig() error {
 	return nil
 }
 
-// ServeHTTP hands the request to the app's threads.
+// ServeHTTP hands the request to the app with what Caddy knows of it
+// beyond the request itself (the path before a handle_path or
+// strip_prefix, the client IP behind trusted_proxies), and answers the
+// engine's errors as Caddy errors.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
-	if err := h.checkRequest(r); err != nil { // target.go
-		return err
+	var via nethttp.Via
+	if orig, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request); ok {
+		via.OriginalURL = orig.URL
 	}
-	return h.app.Serve(w, r)
+	via.ClientIP, _ = caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
+	return caddyError(nethttp.Serve(h.app, w, r, via, h.ModuleASGI != "", h.logger))
+}
+
+// caddyError maps the engine's answer with a status to Caddy's.
+func caddyError(err error) error {
+	if err == nil {
+		return nil
+	}
+	var e *engine.Error
+	if errors.As(err, &e) {
+		return caddyhttp.Error(e.Status, e.Err)
+	}
+	return err
 }
 
 // Cleanup stops the app's threads once they finish their current requests
@@ -403,168 +447,3 @@ func (h *Handler) Cleanup() error {
 	}
 	return nil
 }
-
-// UnmarshalCaddyfile sets up the handler from Caddyfile tokens:
-//
-//	python [<module:attribute>] {
-//		module_wsgi <module:attribute>
-//		module_asgi <module:attribute>
-//		working_dir <path>
-//		venv        <path>
-//		threads     <count>           # WSGI
-//		max_wait    <duration>        # WSGI
-//		request_timeout      <duration>|off
-//		request_body_timeout <duration>|off
-//		lifespan    on|off|auto       # ASGI
-//		loop        asyncio|uvloop|auto   # ASGI
-//		startup_timeout  <duration>   # ASGI
-//		shutdown_timeout <duration>   # ASGI
-//		ws_max_message   <size>       # ASGI WebSocket, e.g. 16MiB
-//		ws_compression   on|off|context_takeover  # ASGI WebSocket
-//		interpreters     <count>      # 0: main interpreter; N: own-GIL sub-interpreters
-//		free_threaded    [on|off]     # require a free-threaded CPython, GIL off
-//	}
-//
-// The shorthand argument is a WSGI app.
-func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next() // the directive name
-	if d.NextArg() {
-		h.ModuleWSGI = d.Val()
-	}
-	if d.NextArg() {
-		return d.Errf("python takes one argument, the app as \"module:attribute\"; got also %q", d.Val())
-	}
-	for d.NextBlock(0) {
-		sub := d.Val()
-		switch sub {
-		case "module_wsgi", "module_asgi", "working_dir", "venv", "lifespan", "loop":
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			v := d.Val()
-			if d.NextArg() {
-				return d.Errf("%s takes one argument", sub)
-			}
-			switch sub {
-			case "module_wsgi", "module_asgi":
-				if h.ModuleWSGI != "" || h.ModuleASGI != "" {
-					return d.Errf("the app is already set to %q", h.ModuleWSGI+h.ModuleASGI)
-				}
-				if sub == "module_asgi" {
-					h.ModuleASGI = v
-				} else {
-					h.ModuleWSGI = v
-				}
-			case "lifespan":
-				h.Lifespan = v
-			case "loop":
-				h.Loop = v
-			case "working_dir":
-				h.WorkingDir = v
-			case "venv":
-				h.Venv = v
-			}
-		case "threads":
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			n, err := strconv.Atoi(d.Val())
-			if err != nil || n < 1 {
-				return d.Errf("threads: expected a whole number >= 1, got %q", d.Val())
-			}
-			h.Threads = n
-		case "ws_max_message":
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			n, err := humanize.ParseBytes(d.Val())
-			if err != nil || n == 0 {
-				return d.Errf("ws_max_message: expected a size such as 16MiB, got %q", d.Val())
-			}
-			h.WSMaxMessage = int64(n)
-		case "ws_compression":
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			if _, err := wsCompressionMode(d.Val()); err != nil {
-				return d.Err(err.Error())
-			}
-			h.WSCompression = d.Val()
-		case "interpreters":
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			n, err := strconv.Atoi(d.Val())
-			if err != nil || n < 0 {
-				return d.Errf("interpreters: expected a whole number >= 0 (0: the main interpreter), got %q", d.Val())
-			}
-			h.Interpreters = n
-		case "free_threaded":
-			h.FreeThreaded = true
-			if d.NextArg() {
-				switch d.Val() {
-				case "on", "true":
-				case "off", "false":
-					h.FreeThreaded = false
-				default:
-					return d.Errf("free_threaded: expected on or off, got %q", d.Val())
-				}
-			}
-		case "request_timeout", "request_body_timeout":
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			dur := time.Duration(-1) // off
-			if v := d.Val(); v != "off" {
-				parsed, err := caddy.ParseDuration(v)
-				if err != nil || parsed < 0 {
-					return d.Errf("%s: expected a duration such as 60s, or off, got %q", sub, v)
-				}
-				if parsed > 0 {
-					dur = parsed
-				}
-			}
-			if d.NextArg() {
-				return d.Errf("%s takes one argument", sub)
-			}
-			if sub == "request_timeout" {
-				h.RequestTimeout = caddy.Duration(dur)
-			} else {
-				h.RequestBodyTimeout = caddy.Duration(dur)
-			}
-		case "max_wait", "startup_timeout", "shutdown_timeout":
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			dur, err := caddy.ParseDuration(d.Val())
-			if err != nil || dur <= 0 {
-				return d.Errf("%s: expected a positive duration such as 30s, got %q", sub, d.Val())
-			}
-			switch sub {
-			case "max_wait":
-				h.MaxWait = caddy.Duration(dur)
-			case "startup_timeout":
-				h.StartupTimeout = caddy.Duration(dur)
-			default:
-				h.ShutdownTimeout = caddy.Duration(dur)
-			}
-		default:
-			return d.Errf("unknown python subdirective %q; allowed: module_wsgi, module_asgi, working_dir, venv, threads, max_wait, request_timeout, request_body_timeout, lifespan, loop, startup_timeout, shutdown_timeout, ws_max_message, ws_compression, interpreters, free_threaded", sub)
-		}
-	}
-	return nil
-}
-
-func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
-	var handler Handler
-	err := handler.UnmarshalCaddyfile(h.Dispenser)
-	return &handler, err
-}
-
-// Interface guards
-var (
-	_ caddy.Provisioner           = (*Handler)(nil)
-	_ caddy.CleanerUpper          = (*Handler)(nil)
-	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
-	_ caddyfile.Unmarshaler       = (*Handler)(nil)
-)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -44,13 +45,20 @@ func TestCaddyfileBlock(t *testing.T) {
 		threads 8
 		max_wait 2s
 		interpreters 3
+		processes 2
+		max_requests 1000
+		max_requests_jitter 50
+		max_memory 512MiB
+		user www-data
+		group 33
 		free_threaded
 	}`)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := Handler{ModuleWSGI: "myapp.wsgi:application", WorkingDir: "/srv/app", Venv: "/srv/app/.venv",
-		Threads: 8, MaxWait: caddy.Duration(2 * time.Second), Interpreters: 3, FreeThreaded: true}
+		Threads: 8, MaxWait: caddy.Duration(2 * time.Second), Interpreters: 3, Processes: 2, FreeThreaded: true,
+		MaxRequests: 1000, MaxRequestsJitter: 50, MaxMemory: 512 << 20, User: "www-data", Group: "33"}
 	if *h != want {
 		t.Fatalf("got %+v, want %+v", *h, want)
 	}
@@ -64,6 +72,13 @@ func TestCaddyfileErrors(t *testing.T) {
 		{`python { max_wait soon }`, `max_wait: expected a positive duration`},
 		{`python { interpreters many }`, `interpreters: expected a whole number >= 0`},
 		{`python { interpreters -2 }`, `interpreters: expected a whole number >= 0`},
+		{`python { processes -1 }`, `processes: expected a whole number >= 0`},
+		{`python { processes two }`, `processes: expected a whole number >= 0`},
+		{`python { max_requests -1 }`, `max_requests: expected a whole number >= 0`},
+		{`python { max_requests_jitter lots }`, `max_requests_jitter: expected a whole number >= 0`},
+		{`python { max_memory plenty }`, `max_memory: expected a size such as 512MiB`},
+		{`python { max_memory 0 }`, `max_memory: expected a size such as 512MiB`},
+		{"python {\n user\n}", `wrong argument count`},
 		{`python { free_threaded maybe }`, `free_threaded: expected on or off`},
 		{`python a:b c:d`, `python takes one argument`},
 		{"python a:b {\n module_wsgi c:d\n}", `the app is already set to "a:b"`},
@@ -109,6 +124,14 @@ func TestProvisionErrors(t *testing.T) {
 		{Handler{ModuleWSGI: "no_such_module_xyz:app", WorkingDir: testdata}, "no_such_module_xyz"},
 		{Handler{ModuleWSGI: "unit_app:hello", WorkingDir: testdata, Threads: -1}, "threads must be at least 1"},
 		{Handler{ModuleWSGI: "unit_app:hello", WorkingDir: testdata, Interpreters: -1}, "interpreters must be 0"},
+		{Handler{ModuleWSGI: "unit_app:hello", WorkingDir: testdata, Processes: -1}, "processes must be 0"},
+		{Handler{ModuleWSGI: "unit_app:hello", WorkingDir: testdata, MaxRequests: 100}, "recycle worker processes: set processes 1 or more"},
+		{Handler{ModuleWSGI: "unit_app:hello", WorkingDir: testdata, MaxMemory: 1 << 30}, "recycle worker processes: set processes 1 or more"},
+		{Handler{ModuleWSGI: "unit_app:hello", WorkingDir: testdata, Processes: 1, MaxRequestsJitter: 5}, "max_requests_jitter 5 without max_requests"},
+		{Handler{ModuleWSGI: "unit_app:hello", WorkingDir: testdata, Processes: 1, MaxMemory: -1}, "must not be negative"},
+		{Handler{ModuleWSGI: "unit_app:hello", WorkingDir: testdata, User: "nobody"}, "user and group apply to worker processes"},
+		{Handler{ModuleWSGI: "unit_app:hello", WorkingDir: testdata, Processes: 1, User: "no-such-user-xyz"}, `user "no-such-user-xyz": user: unknown user`},
+		{Handler{ModuleWSGI: "unit_app:hello", WorkingDir: testdata, Processes: 1, Group: "no-such-group-xyz"}, `group "no-such-group-xyz": group: unknown group`},
 	} {
 		h := tc.h
 		err := provision(t, &h)
@@ -312,5 +335,27 @@ func TestAbandonIdleReturnsAtOnce(t *testing.T) {
 	h.app.Abandon()
 	if took := time.Since(start); took > 600*time.Millisecond {
 		t.Errorf("Abandon of an idle app took %v", took)
+	}
+}
+
+// user and group are refused unless Caddy runs as root: it could not
+// start a worker as someone else.
+func TestWorkerUserNeedsRoot(t *testing.T) {
+	cred, err := workerCredential("", "0")
+	if os.Geteuid() != 0 {
+		if err == nil || !strings.Contains(err.Error(), "not root") {
+			t.Fatalf("as uid %d: %v, want a refusal naming root", os.Geteuid(), err)
+		}
+		return
+	}
+	if err != nil || cred.Uid != 0 || cred.Gid != 0 || cred.Groups == nil || len(cred.Groups) != 0 {
+		t.Fatalf("as root, group 0: %+v, %v", cred, err)
+	}
+	cred, err = workerCredential("nobody", "")
+	if err != nil {
+		t.Skipf("no user nobody here: %v", err)
+	}
+	if cred.Uid == 0 || cred.Gid == 0 {
+		t.Fatalf("nobody: %+v, want its own uid and primary gid", cred)
 	}
 }

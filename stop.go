@@ -6,6 +6,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddysnake/caddysnake/internal/engine"
 	"go.uber.org/zap"
 )
 
@@ -18,8 +19,7 @@ import (
 const DefaultStopTimeout = 30 * time.Second
 
 func init() {
-	processExiting = caddy.Exiting
-	engineLog = caddy.Log
+	engine.Host(caddy.Exiting, caddy.Log)
 }
 
 // stopper abandons an app's requests in flight once the drain has lasted

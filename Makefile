@@ -3,7 +3,11 @@
 #   make run              build and serve examples/hello at http://127.0.0.1:9080
 #   make test             every test: Go unit, pytest, integration (real ./caddy)
 #   make check-memory     the C bridge under AddressSanitizer + the leak tests
+#   make fmt              gofmt -w the Go; ruff format and ruff check --fix python/
+#   make lint             fails on unformatted Go, go vet, ruff check / format --check python/
+#   make fuzz             each go test -fuzz target for FUZZTIME (default 30s)
 #   make test-autobahn    the Autobahn WebSocket cases (kosoku) in a loopback-only netns
+#   make test-autobahn-processes    the same with processes 2
 #   make PYTHON=python3.12 build    link another CPython (3.10+, shared libpython)
 
 PYTHON ?= python3
@@ -19,6 +23,9 @@ endif
 PY_TAG := $(shell $(PYTHON) -c 'import sys, sysconfig; print("%d.%d%s" % (*sys.version_info[:2], "t" if sysconfig.get_config_var("Py_GIL_DISABLED") else ""))')
 
 export CGO_ENABLED := 1
+# -Werror also makes the -Wextra of the bridge's own `#cgo CFLAGS`
+# (internal/engine/python.go) fatal; -Wextra itself cannot go here, as it
+# would reach Go's runtime/cgo, which does not build with it.
 export CGO_CFLAGS := $(shell $(PYTHON_CONFIG) --includes) -O2 -Wall -Werror
 # The rpath lets ./caddy find a libpython outside the loader's paths
 # (pyenv, scripts/build-python) without LD_LIBRARY_PATH.
@@ -30,7 +37,7 @@ VENV := $(if $(filter python3,$(PYTHON)),.venv,.venv-$(PY_TAG))
 TEST_REQUIREMENTS := tests/requirements$(if $(filter %t,$(PY_TAG)),-freethreaded).txt
 VENV_PY := $(VENV)/bin/python
 
-.PHONY: FORCE build run test test-go test-python test-integration test-autobahn venv check-memory clean
+.PHONY: FORCE build run test test-go test-python test-integration test-autobahn test-autobahn-processes venv check-memory clean fmt lint fuzz
 
 build: caddy
 
@@ -51,17 +58,55 @@ $(VENV)/.ready: $(TEST_REQUIREMENTS)
 	$(VENV_PY) -m pip install -q --disable-pip-version-check -r $(TEST_REQUIREMENTS)
 	touch $@
 
-test: test-python test-go test-integration test-autobahn
+test: test-python test-go test-integration test-integration-processes test-autobahn test-autobahn-processes
 
 test-python: venv
 	cd python && ../$(VENV_PY) -m pytest -q tests
 
 test-go: venv
 	go vet ./...
-	go test -race -count=1 .
+	go test -race -count=1 . ./internal/...
 
 test-integration: caddy venv
 	CADDYSNAKE_BIN=$(CURDIR)/caddy CADDYSNAKE_VENV=$(CURDIR)/$(VENV) go test -count=1 -timeout 20m ./tests/
+
+# The same suite with every python block served by 2 worker processes;
+# tests that cannot hold there skip with a reason (skipInProcessMode).
+test-integration-processes: caddy venv
+	CADDYSNAKE_PROCESSES=2 CADDYSNAKE_BIN=$(CURDIR)/caddy CADDYSNAKE_VENV=$(CURDIR)/$(VENV) go test -count=1 -timeout 20m ./tests/
+
+# The fuzz targets of internal/engine: the C environ and scope builders
+# against their pure-Python references. Plain go test runs their seeds
+# (internal/engine/testdata/fuzz/); go test -fuzz takes one target a run.
+FUZZTIME ?= 30s
+FUZZ_TARGETS := FuzzEnvironBuilder FuzzScopeBuilder
+
+fuzz:
+	for t in $(FUZZ_TARGETS); do \
+		go test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) ./internal/engine/ || exit 1; \
+	done
+
+# Formatting and lint. ruff, pinned in scripts/lint-requirements.txt, gets
+# a venv of its own; the C is held to -Wall -Werror by the build itself.
+LINT_VENV := build/lint
+RUFF := $(LINT_VENV)/bin/ruff
+
+# fmt fixes what the tools can fix and lists the rest (lint fails on it).
+fmt: $(LINT_VENV)/.ready
+	gofmt -l -w .
+	$(RUFF) check --fix --exit-zero python/
+	$(RUFF) format python/
+
+lint: $(LINT_VENV)/.ready
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt: not formatted (make fmt):"; echo "$$out"; exit 1; fi
+	go vet ./...
+	$(RUFF) check python/
+	$(RUFF) format --check python/
+
+$(LINT_VENV)/.ready: scripts/lint-requirements.txt
+	$(PYTHON) -m venv $(LINT_VENV)
+	$(LINT_VENV)/bin/python -m pip install -q --disable-pip-version-check -r scripts/lint-requirements.txt
+	touch $@
 
 # The Autobahn TestSuite's 517 fuzzingclient cases (tests/autobahn/run.py)
 # against ./caddy serving a raw ASGI echo app, failing on any failed or
@@ -74,6 +119,10 @@ NETNS := $(shell unshare -n true 2>/dev/null && echo "unshare -n" || echo "unsha
 
 test-autobahn: caddy $(AUTOBAHN_VENV)/.ready
 	$(NETNS) bash -c 'ip link set lo up && $(AUTOBAHN_VENV)/bin/python tests/autobahn/run.py --caddy ./caddy $(AUTOBAHN_ARGS)'
+
+# The same cases with the app in two worker processes (processes 2).
+test-autobahn-processes: caddy $(AUTOBAHN_VENV)/.ready
+	$(NETNS) bash -c 'ip link set lo up && $(AUTOBAHN_VENV)/bin/python tests/autobahn/run.py --caddy ./caddy --extra "processes 2" $(AUTOBAHN_ARGS)'
 
 $(AUTOBAHN_VENV)/.ready: tests/autobahn/requirements.txt
 	$(PYTHON) -m venv $(AUTOBAHN_VENV)

@@ -51,7 +51,8 @@ func postASGIEcho(t *testing.T, c *caddy, body []byte) asgiEchoResult {
 }
 
 func TestASGIRawApp(t *testing.T) {
-	c := startCaddy(t, asgiSite(t, "asgi_raw:app"))
+	// The counts subtests read what earlier requests left in the app.
+	c := startCaddy(t, asgiSite(t, "asgi_raw:app", inOneProcess()))
 
 	t.Run("hello", func(t *testing.T) {
 		if b := c.get(t, "/hello", 200); string(b) != "hello" {
@@ -340,7 +341,7 @@ func TestASGIRawApp(t *testing.T) {
 
 func TestASGILifespan(t *testing.T) {
 	t.Run("startup state reaches requests; shutdown runs once", func(t *testing.T) {
-		c := startCaddy(t, asgiSite(t, "asgi_lifespan:app", "lifespan on"))
+		c := startCaddy(t, asgiSite(t, "asgi_lifespan:app", "lifespan on", inOneProcess()))
 		if b := c.get(t, "/", 200); string(b) != "hello from startup" {
 			t.Fatalf("body %q", b)
 		}
@@ -352,8 +353,8 @@ func TestASGILifespan(t *testing.T) {
 	})
 
 	t.Run("reload shuts the old app down once and starts the new", func(t *testing.T) {
-		c := startCaddy(t, asgiSite(t, "asgi_lifespan:app", "lifespan on"))
-		c.reload(t, asgiSite(t, "asgi_lifespan:app", "lifespan on", "startup_timeout 10s"))
+		c := startCaddy(t, asgiSite(t, "asgi_lifespan:app", "lifespan on", inOneProcess()))
+		c.reload(t, asgiSite(t, "asgi_lifespan:app", "lifespan on", "startup_timeout 10s", inOneProcess()))
 		c.get(t, "/", 200)
 		c.stop()
 		log, _ := os.ReadFile(filepath.Join(c.dir, "lifespan.log"))

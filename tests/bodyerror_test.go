@@ -92,7 +92,7 @@ func TestBodyErrorClosesConnectionASGI(t *testing.T) {
 // in: nothing reads that body any more, and the log has no panic.
 func TestMaxWaitOnStreamedBodyLogsNoPanic(t *testing.T) {
 	t.Parallel()
-	c := startCaddy(t, pySite("http://127.0.0.1:{{PORT}}", "wsgi_slow:app", "threads 1", "max_wait 200ms"))
+	c := startCaddy(t, pySite("http://127.0.0.1:{{PORT}}", "wsgi_slow:app", "threads 1", "max_wait 200ms", inOneProcess()))
 	host := "Host: " + c.Addr() + "\r\n"
 	var wg sync.WaitGroup
 	wg.Add(1)

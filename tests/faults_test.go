@@ -29,6 +29,7 @@ func (c *caddy) exitOf(t *testing.T, within time.Duration) int {
 }
 
 func TestFatalSignalLogsPythonStacks(t *testing.T) {
+	skipInProcessMode(t, "the segfault ends a worker, not Caddy: TestProcessesCrash checks that")
 	t.Parallel()
 	site := pySite("http://127.0.0.1:{{PORT}}", "wsgi_faults:app")
 	c := startCaddy(t, site)
@@ -78,6 +79,7 @@ func TestFatalSignalLogsPythonStacks(t *testing.T) {
 }
 
 func TestOSExitIsLoggedWithAppAndRequest(t *testing.T) {
+	skipInProcessMode(t, "os._exit ends a worker, not Caddy: TestProcessesCrash checks that")
 	t.Parallel()
 	cases := []struct {
 		name, site, app string

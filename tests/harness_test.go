@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -173,7 +174,79 @@ func (c *caddy) caddyfile(sites string) string {
 }
 
 %s
-`, c.adminPort, c.httpPort, c.httpsPort, autoHTTPS, c.opts.globals, c.expand(sites))
+`, c.adminPort, c.httpPort, c.httpsPort, autoHTTPS, c.opts.globals, withProcesses(c.expand(sites), processesMode))
+}
+
+// processesMode is $CADDYSNAKE_PROCESSES: when > 0, every python block the
+// harness writes serves through that many worker processes, so the same
+// suite checks process mode (make test-integration-processes).
+var processesMode = func() int {
+	n, err := strconv.Atoi(os.Getenv("CADDYSNAKE_PROCESSES"))
+	if err != nil || n < 0 {
+		return 0
+	}
+	return n
+}()
+
+// skipInProcessMode skips a test that cannot hold when the apps run in
+// worker processes, saying why.
+func skipInProcessMode(t *testing.T, why string) {
+	t.Helper()
+	if processesMode > 0 {
+		t.Skipf("CADDYSNAKE_PROCESSES=%d: %s", processesMode, why)
+	}
+}
+
+// inOneProcess is a python subdirective for a test whose requests read
+// state that earlier requests left in the app (counters, logs) or count on
+// the app's own capacity (threads 1): in process mode it keeps the app in
+// one worker, so the test still crosses the hop but does not see state or
+// threads split between workers. "" otherwise.
+func inOneProcess() string {
+	if processesMode > 0 {
+		return "processes 1"
+	}
+	return ""
+}
+
+// pythonBlockOpen is a line opening a python block: `python {` or
+// `python "module:app" {`.
+var pythonBlockOpen = regexp.MustCompile(`^\s*python(\s+\S+)?\s*\{\s*$`)
+
+// withProcesses adds `processes n` to every python block in sites when n
+// > 0, except to blocks that already say how many.
+func withProcesses(sites string, n int) string {
+	if n == 0 {
+		return sites
+	}
+	lines := strings.Split(sites, "\n")
+	out := make([]string, 0, len(lines)+8)
+	for i, line := range lines {
+		out = append(out, line)
+		if !pythonBlockOpen.MatchString(line) || blockSetsProcesses(lines[i+1:]) {
+			continue
+		}
+		indent := line[:len(line)-len(strings.TrimLeft(line, " \t"))]
+		out = append(out, fmt.Sprintf("%s\tprocesses %d", indent, n))
+	}
+	return strings.Join(out, "\n")
+}
+
+// blockSetsProcesses reports whether the block whose body starts at
+// lines[0] has its own processes subdirective.
+func blockSetsProcesses(lines []string) bool {
+	depth := 1
+	for _, l := range lines {
+		f := strings.Fields(l)
+		if depth == 1 && len(f) > 0 && f[0] == "processes" {
+			return true
+		}
+		depth += strings.Count(l, "{") - strings.Count(l, "}")
+		if depth <= 0 {
+			return false
+		}
+	}
+	return false
 }
 
 // childEnv keeps Caddy's storage and config autosave inside the test's

@@ -129,7 +129,7 @@ func errorsAs(err error, target any) bool { return errors.As(err, target) }
 // A whole response of one bytes object of 16 to 256 KiB is written from
 // the object; the references Go hands back are dropped by the lane's next
 // job, or, when none comes, by a worker woken once they pass 4 MiB
-// (lanes.c, KEPT_WAKE). So after a burst and with the app idle, at most
+// (wsgi_kept.c, KEPT_WAKE). So after a burst and with the app idle, at most
 // about 4 MiB of bodies may stay referenced, and none once more requests
 // ran.
 func TestBodiesSentByReferenceAreDropped(t *testing.T) {

@@ -169,20 +169,22 @@ func TestBadResponseHeadersAre500ASGI(t *testing.T) {
 		t.Errorf("no log line names the bad headers")
 	}
 	// A WebSocket accepted with a bad header: 500 instead of the 101.
-	for _, tc := range []string{"nul-value", "crlf-value", "space-name"} {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		conn, resp, err := websocket.Dial(ctx, "ws://"+c.Addr()+"/ws?case="+tc, nil)
-		cancel()
-		if err == nil {
-			conn.CloseNow()
-			t.Errorf("websocket.accept with a bad header (%s): the handshake succeeded", tc)
-		} else if resp == nil || resp.StatusCode != 500 {
-			t.Errorf("websocket.accept with a bad header (%s): %v (response %v), want 500", tc, err, resp)
+	t.Run("websocket", func(t *testing.T) {
+		for _, tc := range []string{"nul-value", "crlf-value", "space-name"} {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			conn, resp, err := websocket.Dial(ctx, "ws://"+c.Addr()+"/ws?case="+tc, nil)
+			cancel()
+			if err == nil {
+				conn.CloseNow()
+				t.Errorf("websocket.accept with a bad header (%s): the handshake succeeded", tc)
+			} else if resp == nil || resp.StatusCode != 500 {
+				t.Errorf("websocket.accept with a bad header (%s): %v (response %v), want 500", tc, err, resp)
+			}
 		}
-	}
-	if _, err := websocketDialOK(c, "/ws?case=tab-value"); err != nil {
-		t.Errorf("websocket.accept with an allowed header: %v", err)
-	}
+		if _, err := websocketDialOK(c, "/ws?case=tab-value"); err != nil {
+			t.Errorf("websocket.accept with an allowed header: %v", err)
+		}
+	})
 	// A bad trailer: the headers and body went out, so the response is
 	// aborted (no last chunk), never ended as if whole.
 	for _, tc := range badHeaderCases {

@@ -35,6 +35,7 @@ func threadPolicies(t *testing.T, pid int) map[string]int {
 // says why), threads made after start-up included; CADDYSNAKE_SCHED=normal
 // keeps the default policy, and the log says which applies.
 func TestThreadsRunUnderSchedBatch(t *testing.T) {
+	skipInProcessMode(t, "Python runs in the workers: Caddy's own threads keep the default policy")
 	t.Parallel()
 	t.Run("default", func(t *testing.T) {
 		t.Parallel()

@@ -28,7 +28,7 @@ func randomBytes(n int, seed int64) []byte {
 
 func TestValidatorAppReportsNoWarnings(t *testing.T) {
 	t.Parallel()
-	c := startCaddy(t, pySite("http://127.0.0.1:{{PORT}}", "wsgi_validated:app"))
+	c := startCaddy(t, pySite("http://127.0.0.1:{{PORT}}", "wsgi_validated:app", inOneProcess()))
 	body := randomBytes(200_000, 7)
 
 	for _, p := range []string{"/", "/close", "/gen", "/errors", "/write"} {
@@ -293,7 +293,7 @@ func TestConcurrentRequestsRunInParallel(t *testing.T) {
 }
 
 func TestQueueLimitAnswers503(t *testing.T) {
-	c := startCaddy(t, pySite("http://127.0.0.1:{{PORT}}", "wsgi_slow:app", "threads 1", "max_wait 200ms"))
+	c := startCaddy(t, pySite("http://127.0.0.1:{{PORT}}", "wsgi_slow:app", "threads 1", "max_wait 200ms", inOneProcess()))
 	c.get(t, "/fast", 200)
 	firstDone := make(chan string, 1)
 	go func() {

@@ -6,6 +6,7 @@
 /deny        answers with a websocket.http.response (418, a body)
 /fail        raises before accepting (500)
 /record      accepts, then records the client's close code and reason
+/hold        accepts, then reads nothing for 5 s (back-pressure)
 /unoffered   accepts with subprotocol "xmpp", whatever the client offered
 /records     (HTTP) the recorded closes as JSON
 /probe       (HTTP) gc.collect(), then Python's allocated blocks (the leak check)
@@ -51,6 +52,8 @@ async def app(scope, receive, send):
         return
     await send({"type": "websocket.accept", "subprotocol": subprotocols[0] if subprotocols else None,
                 "headers": [(b"x-ws-app", b"asgi_ws")]})
+    if path == "/hold":
+        await asyncio.sleep(5)
     if path == "/record":
         msg = await receive()
         while msg["type"] != "websocket.disconnect":

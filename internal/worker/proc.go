@@ -47,8 +47,12 @@ type proc struct {
 	readyAt   time.Time
 	isReady   atomic.Bool
 	// retired: Caddy itself ended this worker (stop, reload, a failed
-	// start): its exit is no crash.
+	// start): its exit is no crash, and it takes no new stream. Set under
+	// opening's write lock (retire); a stream holds its read lock from
+	// open until its FrameRequest is queued, so no request can follow
+	// FrameShutdown on the socket (the worker would refuse it: 503).
 	retired atomic.Bool
+	opening sync.RWMutex
 	// Recycling (recycle.go): streams opened, the limit (0: none), and
 	// whether a replacement is under way.
 	served    atomic.Int64
@@ -253,12 +257,14 @@ func (pr *proc) exitFields() []zap.Field {
 	return f
 }
 
-// open registers a new stream, or returns nil if the worker is dead.
+// open registers a new stream, or returns nil if the worker is dead or
+// retired. The caller holds pr.opening's read lock until the stream's
+// FrameRequest is queued.
 func (pr *proc) open() *stream {
 	s := newStream(pr)
 	pr.mu.Lock()
 	defer pr.mu.Unlock()
-	if pr.dead {
+	if pr.dead || pr.retired.Load() {
 		return nil
 	}
 	for {
@@ -292,16 +298,24 @@ func (pr *proc) send(typ, flags uint8, id uint32, payload ...[]byte) error {
 // shutdown asks the worker to finish its streams and exit; kill after
 // bound if it has not.
 func (pr *proc) shutdown(bound time.Duration) {
-	pr.retired.Store(true)
+	pr.retire()
 	_ = pr.send(FrameShutdown, 0, 0)
 	pr.killAfter(bound)
 }
 
 // abandon asks the worker to give up on its streams; kill after killGrace.
 func (pr *proc) abandon() {
-	pr.retired.Store(true)
+	pr.retire()
 	_ = pr.send(FrameAbandon, 0, 0)
 	pr.killAfter(killGrace)
+}
+
+// retire admits no new stream; once it returns, every stream opened
+// before has its FrameRequest queued ahead of what pr sends next.
+func (pr *proc) retire() {
+	pr.opening.Lock()
+	pr.retired.Store(true)
+	pr.opening.Unlock()
 }
 
 func (pr *proc) killAfter(d time.Duration) {

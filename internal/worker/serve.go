@@ -46,6 +46,10 @@ func Run(conn io.ReadWriteCloser, cfg engine.Config, logger *zap.Logger) int {
 		logger:  logger,
 		streams: make(map[uint32]*reqStream),
 		idle:    make(chan struct{}, 1),
+		// A WSGI app refuses (503) a request not yet queued once it
+		// closes; one the worker took before the drain may not have
+		// reached the queue, so its drain waits for them first.
+		idleBeforeClose: cfg.WSGI != nil,
 	}
 	// A thread written off (stuck in C past request_timeout) is lost to
 	// this process for good: ask Caddy for a replacement (recycle.go).
@@ -94,6 +98,8 @@ type workerConn struct {
 	streams  map[uint32]*reqStream
 	draining bool
 	closed   chan struct{} // beginClose's: app.Close returned
+	// idleBeforeClose: app.Close only once the streams taken are over.
+	idleBeforeClose bool
 	// idle gets a token whenever the last stream ends while draining.
 	idle chan struct{}
 }
@@ -106,7 +112,7 @@ func (s *workerConn) loop() int {
 	select {
 	case err := <-frames:
 		if err != io.EOF {
-			s.logger.Error("python worker: reading from Caddy failed; workerExiting", zap.Error(err))
+			s.logger.Error("python worker: reading from Caddy failed; exiting", zap.Error(err))
 		}
 		// Caddy is gone (parent death): nobody can be answered any
 		// more, and the process exits without waiting for the app.
@@ -208,6 +214,9 @@ func (s *workerConn) beginClose() <-chan struct{} {
 		workerExiting.Store(true)
 		s.closed = make(chan struct{})
 		go func(done chan struct{}) {
+			if s.idleBeforeClose {
+				s.waitIdle(0)
+			}
 			s.app.Close()
 			close(done)
 		}(s.closed)

@@ -105,21 +105,25 @@ func (s *stream) take(into []event) ([]event, bool) {
 	return into, dead
 }
 
-// errDeadBeforeOpen: the worker picked died before the request reached it.
+// errDeadBeforeOpen: the worker picked died, or was retired (recycle,
+// reload), before the request reached it: Serve picks another.
 var errDeadBeforeOpen = errors.New("worker process gone")
 
 // serve sends r to the worker and relays its answer to w.
 func (pr *proc) serve(r *engine.Request, w engine.ResponseWriter, bodyTimeout time.Duration) error {
+	e := &Encoder{}
+	EncodeRequest(e, r)
+	pr.opening.RLock()
 	s := pr.open()
 	if s == nil {
+		pr.opening.RUnlock()
 		return errDeadBeforeOpen
 	}
 	defer pr.closeStream(s)
-
-	e := &Encoder{}
-	EncodeRequest(e, r)
 	// Not flushed yet: the body's first frames (or its end) go with it.
-	if err := pr.w.WriteFrame(FrameRequest, 0, s.id, false, e.B); err != nil {
+	err := pr.w.WriteFrame(FrameRequest, 0, s.id, false, e.B)
+	pr.opening.RUnlock()
+	if err != nil {
 		return errDeadBeforeOpen
 	}
 	var pump *bodyPump

@@ -153,19 +153,25 @@ clean:
 #                              reverse_proxy, pinned and unpinned (issue 5)
 #   make bench-interpreters    the module with `interpreters 1` vs `interpreters 2`
 #                              (issue 4; needs CPython 3.12+: add PYTHON=python3.12)
+#   make bench-processes       the module with `processes 2` vs uvicorn and granian
+#                              with --workers 2, and the hop's cost on one core
+#                              (issue 16)
 #   make bench BENCH_ARGS="--quick"    2 s smoke run; see python3 bench/run.py --help
 # The apps and peers run from their own venv, made with the $(PYTHON) ./caddy is
 # linked against (bench/.venv for python3, bench/.venv-3.12 for python3.12 ...).
 BENCH_VENV = bench/$(VENV)
 BENCH_ARGS ?=
 
-.PHONY: bench bench-interpreters bench-deps
+.PHONY: bench bench-interpreters bench-processes bench-deps
 
 bench: caddy bench-deps
 	$(PYTHON) bench/run.py --caddy ./caddy --venv $(BENCH_VENV) $(BENCH_ARGS)
 
 bench-interpreters: caddy bench-deps
 	$(PYTHON) bench/run.py --suite interpreters --caddy ./caddy --venv $(BENCH_VENV) $(BENCH_ARGS)
+
+bench-processes: caddy bench-deps
+	$(PYTHON) bench/run.py --suite processes --caddy ./caddy --venv $(BENCH_VENV) $(BENCH_ARGS)
 
 bench-deps: $(BENCH_VENV)/.ready
 	@command -v wrk >/dev/null 2>&1 || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y wrk; }

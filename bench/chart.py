@@ -66,6 +66,8 @@ def main(src, dst):
         ticks, labels = [], []
         top = bottom * 10
         for c in configs:
+            if c.get("placement", placement) != placement:
+                continue  # the processes suite runs each configuration in one placement
             n = len(c["servers"])
             start = x
             for server in c["servers"]:

@@ -118,6 +118,29 @@ INTERPRETER_CONFIGS = [
 # Goals of issue 4 for interpreters 2 / interpreters 1, unpinned.
 INTERPRETER_GOALS = {"wsgi-cpu-1ms": 1.8, "wsgi-hello": 1.0}
 
+# The processes suite (issue 16): the module with `processes N` against peers
+# with as many workers, unpinned, and the cost of the hop to a worker on one
+# pinned core. "-w2" is a peer started with --workers 2.
+_BY_NAME = {c.name: c for c in MAIN_CONFIGS}
+PROCESS_PLAN = {
+    "0": [
+        (_BY_NAME["fastapi-hello"], ["processes=2", "uvicorn-w2", "granian-w2", "module"]),
+        (_BY_NAME["flask-hello"], ["processes=2", "granian-w2", "gunicorn-w2", "module"]),
+        (_BY_NAME["wsgi-cpu-1ms"], ["processes=2", "processes=1"]),
+    ],
+    "1": [
+        (_BY_NAME["wsgi-hello"], ["processes=1", "module"]),
+    ],
+}
+# (placement, config, a, b, goal): a / b must reach goal.
+PROCESS_GOALS = [
+    ("0", "fastapi-hello", "processes=2", "uvicorn-w2", 1.0),
+    ("0", "fastapi-hello", "processes=2", "granian-w2", 1.0),
+    ("0", "flask-hello", "processes=2", "granian-w2", 1.0),
+    ("0", "wsgi-cpu-1ms", "processes=2", "processes=1", 1.8),
+    ("1", "wsgi-hello", "processes=1", "module", 0.8),
+]
+
 
 def servers_for(cfg: Config, suite: str) -> list[str]:
     """The servers measured in a configuration, in the order they are run."""
@@ -330,20 +353,23 @@ def proxy_caddyfile(port: int, upstream: int) -> str:
 
 def peer_argv(peer: str, cfg: Config, port: int) -> list[str]:
     vbin = VENV / "bin"
+    workers = "1"
+    if peer.endswith("-w2"):
+        peer, workers = peer[:-3], "2"
     if peer == "granian":
-        argv = [str(vbin / "granian"), "--interface", cfg.kind, "--workers", "1",
+        argv = [str(vbin / "granian"), "--interface", cfg.kind, "--workers", workers,
                 "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
         if cfg.kind == "asgi":
             argv += ["--loop", "uvloop"]
         return argv + [cfg.target]
     if peer == "uvicorn":
         return [str(vbin / "uvicorn"), cfg.target, "--host", "127.0.0.1",
-                "--port", str(port), "--workers", "1", "--loop", "uvloop",
+                "--port", str(port), "--workers", workers, "--loop", "uvloop",
                 "--http", "httptools", "--no-access-log", "--log-level", "warning",
                 "--app-dir", str(APPS)]
     if peer in ("gunicorn", GUNICORN_SAME):
         threads = GUNICORN_THREADS if peer == "gunicorn" else MODULE_THREADS
-        return [str(vbin / "gunicorn"), "--workers", "1", "--worker-class", "gthread",
+        return [str(vbin / "gunicorn"), "--workers", workers, "--worker-class", "gthread",
                 "--threads", str(threads), "--bind", f"127.0.0.1:{port}",
                 "--chdir", str(APPS), "--log-level", "warning", cfg.target]
     raise ValueError(peer)
@@ -378,9 +404,13 @@ def start_server(server: str, cfg: Config, pin: bool, logdir: Path) -> Running:
     procs: list[Proc] = []
     tag = f"{cfg.name}.{server}"
     try:
-        if server in ("module", "module-ws-off") or server.startswith("interpreters="):
-            interp = int(server.split("=")[1]) if "=" in server else None
-            extra = ("ws_compression off",) if server == "module-ws-off" else ()
+        if server in ("module", "module-ws-off") or server.startswith(("interpreters=", "processes=")):
+            interp = int(server.split("=")[1]) if server.startswith("interpreters=") else None
+            extra: tuple[str, ...] = ()
+            if server == "module-ws-off":
+                extra = ("ws_compression off",)
+            elif server.startswith("processes="):
+                extra = (f"processes {server.split('=')[1]}",)
             port = fresh_port()
             cf = logdir / f"{tag}.Caddyfile"
             cf.write_text(module_caddyfile(cfg, port, interp, extra))
@@ -728,51 +758,50 @@ def median(xs: list[float]) -> float | None:
     return statistics.median(xs) if xs else None
 
 
-def summarize(runs: list[dict], placements: list[str], plan: list[tuple[Config, list[str]]]):
+def summarize(runs: list[dict], plan: list[tuple[str, Config, list[str]]]):
     """Medians per (placement, config, server) and ratios per pair of servers."""
     summary, ratios = [], []
-    for placement in placements:
-        for cfg, servers in plan:
-            by_server = {}
-            for server in servers:
-                rs = [r for r in runs if r["placement"] == placement and r["config"] == cfg.name
-                      and r["server"] == server and not r.get("warmup")]
-                ok = [r for r in rs if r["ok"]]
-                errors = []
-                for r in rs:
-                    for e in r["errors"]:
-                        if e not in errors:
-                            errors.append(e)
-                failed = not rs or len(ok) != len(rs)
-                if not rs:
-                    errors.append("not run")
-                entry = {
-                    "placement": placement, "config": cfg.name, "server": server,
-                    "ok": not failed, "runs": len(rs), "ok_runs": len(ok),
-                    "rps_median": median([r["rps"] for r in ok]),
-                    "p50_ms_median": median([r["latency_ms"]["p50"] for r in ok]),
-                    "p99_ms_median": median([r["latency_ms"]["p99"] for r in ok]),
-                    "rps_runs": [r.get("rps") for r in rs],
-                    "errors": errors,
-                }
-                summary.append(entry)
-                by_server[server] = (entry, {r["round"]: r for r in rs})
-            for a in servers:
-                for b in servers:
-                    if a == b:
-                        continue
-                    ea, ra = by_server[a]
-                    eb, rb = by_server[b]
-                    per_round = []
-                    for rnd in sorted(set(ra) & set(rb)):
-                        if ra[rnd]["ok"] and rb[rnd]["ok"] and rb[rnd]["rps"] > 0:
-                            per_round.append(ra[rnd]["rps"] / rb[rnd]["rps"])
-                    ratios.append({
-                        "placement": placement, "config": cfg.name, "a": a, "b": b,
-                        # None when either side failed: a failure is not "fast".
-                        "ratio_median": median(per_round) if ea["ok"] and eb["ok"] else None,
-                        "per_round": per_round,
-                    })
+    for placement, cfg, servers in plan:
+        by_server = {}
+        for server in servers:
+            rs = [r for r in runs if r["placement"] == placement and r["config"] == cfg.name
+                  and r["server"] == server and not r.get("warmup")]
+            ok = [r for r in rs if r["ok"]]
+            errors = []
+            for r in rs:
+                for e in r["errors"]:
+                    if e not in errors:
+                        errors.append(e)
+            failed = not rs or len(ok) != len(rs)
+            if not rs:
+                errors.append("not run")
+            entry = {
+                "placement": placement, "config": cfg.name, "server": server,
+                "ok": not failed, "runs": len(rs), "ok_runs": len(ok),
+                "rps_median": median([r["rps"] for r in ok]),
+                "p50_ms_median": median([r["latency_ms"]["p50"] for r in ok]),
+                "p99_ms_median": median([r["latency_ms"]["p99"] for r in ok]),
+                "rps_runs": [r.get("rps") for r in rs],
+                "errors": errors,
+            }
+            summary.append(entry)
+            by_server[server] = (entry, {r["round"]: r for r in rs})
+        for a in servers:
+            for b in servers:
+                if a == b:
+                    continue
+                ea, ra = by_server[a]
+                eb, rb = by_server[b]
+                per_round = []
+                for rnd in sorted(set(ra) & set(rb)):
+                    if ra[rnd]["ok"] and rb[rnd]["ok"] and rb[rnd]["rps"] > 0:
+                        per_round.append(ra[rnd]["rps"] / rb[rnd]["rps"])
+                ratios.append({
+                    "placement": placement, "config": cfg.name, "a": a, "b": b,
+                    # None when either side failed: a failure is not "fast".
+                    "ratio_median": median(per_round) if ea["ok"] and eb["ok"] else None,
+                    "per_round": per_round,
+                })
     return summary, ratios
 
 
@@ -797,17 +826,21 @@ def print_table(result: dict) -> None:
     summary, ratios = result["summary"], result["ratios"]
     suite = result["suite"]
     base = "interpreters=1" if suite == "interpreters" else "module"
+    if suite == "processes":
+        base = None  # each configuration's first server
     for placement in result["settings"]["placements"]:
         print()
         print(f"== {PLACEMENT_TEXT[placement]}")
         head = (f"{'config':<16} {'server':<16} {'req/s':>10} {'p50':>9} {'p99':>9}  "
-                + ("ratio to interpreters=1" if suite == "interpreters" else "module / this"))
+                + ("ratio to interpreters=1" if suite == "interpreters" else
+                   "first / this" if suite == "processes" else "module / this"))
         print(head)
         print("-" * len(head))
         for cfg in result["configs"]:
             rows = [s for s in summary if s["placement"] == placement and s["config"] == cfg["name"]]
-            if not rows:
+            if not rows or cfg.get("placement", placement) != placement:
                 continue
+            first = base or rows[0]["server"]
             for i, s in enumerate(rows):
                 name = cfg["name"] if i == 0 else ""
                 if s["ok"]:
@@ -815,8 +848,8 @@ def print_table(result: dict) -> None:
                     if suite == "interpreters":
                         rt = ratio_of(ratios, placement, cfg["name"], s["server"], base)
                     else:
-                        rt = ratio_of(ratios, placement, cfg["name"], base, s["server"])
-                    rt_s = "" if s["server"] == base else fmt_ratio(rt)
+                        rt = ratio_of(ratios, placement, cfg["name"], first, s["server"])
+                    rt_s = "" if s["server"] == first else fmt_ratio(rt)
                     print(f"{name:<16} {s['server']:<16} {rps:>10} {fmt_ms(s['p50_ms_median']):>9} "
                           f"{fmt_ms(s['p99_ms_median']):>9}  {rt_s}")
                 else:
@@ -837,6 +870,15 @@ def verdict_line(result: dict, placement: str, config: str, rows: list[dict]) ->
             return f"interpreters 2 / 1: FAIL (goal >= {goal:.1f}x)"
         return (f"interpreters 2 / 1: {r:.2f}x (goal >= {goal:.1f}x: "
                 f"{'met' if r >= goal else 'NOT met'})")
+    if result["suite"] == "processes":
+        parts = []
+        for p, c, a, b, goal in PROCESS_GOALS:
+            if (p, c) != (placement, config):
+                continue
+            r = ratio_of(ratios, placement, config, a, b)
+            parts.append(f"{a} / {b}: {fmt_ratio(r)} (goal >= {goal:.1f}x: "
+                         f"{'met' if r is not None and r >= goal else 'NOT met'})")
+        return ";  ".join(parts)
     by = {s["server"]: s for s in rows}
     parts = []
     if "module" not in by or len(by) < 2:
@@ -871,8 +913,8 @@ def verdict_line(result: dict, placement: str, config: str, rows: list[dict]) ->
 def write_results(result: dict, outdir: Path, draw: bool) -> tuple[Path, Path | None]:
     outdir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.fromisoformat(result["started"]).strftime("%Y%m%dT%H%M%SZ")
-    prefix = "bench" if result["suite"] == "main" else "interpreters"
-    latest_name = "latest" if result["suite"] == "main" else "interpreters-latest"
+    prefix = "bench" if result["suite"] == "main" else result["suite"]
+    latest_name = "latest" if result["suite"] == "main" else result["suite"] + "-latest"
     if result["settings"]["quick"]:
         prefix, latest_name = "quick-" + prefix, "quick-" + latest_name
     stamped = outdir / f"{prefix}-{stamp}.json"
@@ -891,8 +933,8 @@ def write_results(result: dict, outdir: Path, draw: bool) -> tuple[Path, Path | 
     return stamped, png
 
 
-def estimate_seconds(plan, placements, rounds, duration, warmup) -> float:
-    servers = sum(len(s) for _, s in plan) * len(placements)
+def estimate_seconds(plan, rounds, duration, warmup) -> float:
+    servers = sum(len(s) for _, _, s in plan)
     # Measured: ~0.4 s per run for wrk's start, the pre-check and the pause, and
     # ~0.5 s per server to start and stop it.
     return servers * (rounds * (duration + 0.4) + warmup + 0.4 + 0.5)
@@ -902,9 +944,10 @@ def main() -> int:
     global CADDY, VENV
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--suite", choices=["main", "interpreters"], default="main",
+    ap.add_argument("--suite", choices=["main", "interpreters", "processes"], default="main",
                     help="main: module vs respond and peers (issue 5); interpreters: "
-                         "module with interpreters 1 vs 2 (issue 4)")
+                         "module with interpreters 1 vs 2 (issue 4); processes: module with "
+                         "processes N vs peers with N workers (issue 16)")
     ap.add_argument("--cores", choices=["1", "0", "both"], default=None,
                     help="1: servers pinned to CPU 0 and wrk to CPU 1; 0: unpinned; "
                          "both (default of the main suite; the interpreters suite is unpinned)")
@@ -937,7 +980,7 @@ def main() -> int:
     duration = args.duration if args.duration is not None else (
         2.0 if args.quick else 10.0 if long_suite else 5.0)
     rounds = args.rounds if args.rounds is not None else (
-        1 if args.quick else 5 if long_suite else 3)
+        1 if args.quick else 5 if long_suite or args.suite == "processes" else 3)
     warmup = args.warmup if args.warmup is not None else (0.5 if args.quick else 1.0)
     if rounds < 1 or duration < 1:
         ap.error("--rounds must be >= 1 and --duration >= 1")
@@ -946,25 +989,33 @@ def main() -> int:
             ap.error("the interpreters suite runs unpinned (--cores 0): two interpreters need both CPUs")
         placements = ["0"]
         configs = INTERPRETER_CONFIGS
+    elif args.suite == "processes":
+        if args.cores is not None:
+            ap.error("the processes suite sets its own placements (unpinned, and one pinned hop check)")
+        placements = list(PROCESS_PLAN)
+        configs = []
     else:
         placements = {"1": ["1"], "0": ["0"], "both": ["1", "0"], None: ["1", "0"]}[args.cores]
         configs = MAIN_CONFIGS
     filters = [f for item in args.only for f in item.split(",") if f]
-    plan = []
-    for cfg in configs:
-        servers = [s for s in servers_for(cfg, args.suite)
+    candidates = [(p, c, s) for p, pairs in PROCESS_PLAN.items() for c, s in pairs] \
+        if args.suite == "processes" else \
+        [(p, c, servers_for(c, args.suite)) for p in placements for c in configs]
+    plan = []  # (placement, config, servers), in the order they run
+    for placement, cfg, servers in candidates:
+        servers = [s for s in servers
                    if not filters or any(f in f"{cfg.name}/{s}" for f in filters)]
         if servers:
-            plan.append((cfg, servers))
+            plan.append((placement, cfg, servers))
+    placements = [p for p in placements if any(q == p for q, _, _ in plan)]
     if not plan:
         ap.error(f"--only {filters} matches no config/server")
 
-    est = estimate_seconds(plan, placements, rounds, duration, warmup)
-    print(f"suite {args.suite}: {sum(len(s) for _, s in plan)} config/server pairs x "
-          f"{len(placements)} placement(s) x {rounds} round(s) of {duration:g}s; "
-          f"estimated {est / 60:.1f} min")
-    for cfg, servers in plan:
-        print(f"  {cfg.name:<16} c={cfg.connections:<4} {', '.join(servers)}")
+    est = estimate_seconds(plan, rounds, duration, warmup)
+    print(f"suite {args.suite}: {sum(len(s) for _, _, s in plan)} placement/config/server runs x "
+          f"{rounds} round(s) of {duration:g}s; estimated {est / 60:.1f} min")
+    for placement, cfg, servers in plan:
+        print(f"  [{placement}] {cfg.name:<16} c={cfg.connections:<4} {', '.join(servers)}")
     if args.list:
         return 0
 
@@ -979,7 +1030,7 @@ def main() -> int:
     CADDY = snapshot
     try:
         check_setup(args.suite, placements, original_caddy,
-                    need_wrk=any(not cfg.ws for cfg, _ in plan))
+                    need_wrk=any(not cfg.ws for _, cfg, _ in plan))
     except SystemExit:
         snapshot.unlink(missing_ok=True)
         raise
@@ -1007,7 +1058,7 @@ def main() -> int:
         "machine": machine(),
         "configs": [{"name": c.name, "kind": c.kind, "target": c.target, "what": c.what,
                      "connections": c.connections, "method": "POST" if c.post else "GET",
-                     "servers": s} for c, s in plan],
+                     "servers": s, "placement": p} for p, c, s in plan],
         "runs": [],
     }
     v = result["versions"]
@@ -1023,7 +1074,7 @@ def main() -> int:
             pin = placement == "1"
             threads = wrk_threads(placement)
             print(f"\n== {PLACEMENT_TEXT[placement]}", flush=True)
-            for cfg, servers in plan:
+            for _, cfg, servers in (e for e in plan if e[0] == placement):
                 started_ok: dict[str, Running] = {}
                 start_errors: dict[str, str] = {}
                 for server in servers:
@@ -1085,7 +1136,7 @@ def main() -> int:
 
     result["finished"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     result["elapsed_s"] = round(time.monotonic() - t0, 1)
-    result["summary"], result["ratios"] = summarize(result["runs"], placements, plan)
+    result["summary"], result["ratios"] = summarize(result["runs"], plan)
     print_table(result)
     stamped, png = write_results(result, outdir, draw=not args.no_chart)
     print(f"results: {stamped}" + (f"\nchart:   {png}" if png else ""))

@@ -23,6 +23,12 @@ func TestReloadSwitchesAppsWithoutLeakingThreads(t *testing.T) {
 		for i := 0; i < 5; i++ {
 			path := fmt.Sprintf("/r%d/%d", round, i)
 			status, b, err := c.fetch("GET", path, nil)
+			if err != nil && (errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)) {
+				// A kept-alive connection the old server closed under
+				// this request (seen once under CI load, nothing in
+				// Caddy's log): retried, as a client would.
+				status, b, err = c.fetch("GET", path, nil)
+			}
 			if err != nil || status != 200 || string(b) != want+":"+path {
 				t.Fatalf("after reload %d: GET %s = %d %q %v, want 200 %q", round, path, status, b, err, want+":"+path)
 			}

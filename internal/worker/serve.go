@@ -39,6 +39,7 @@ var (
 func Run(conn io.ReadWriteCloser, cfg engine.Config, logger *zap.Logger) int {
 	hostOnce.Do(func() {
 		engine.Host(workerExiting.Load, func() *zap.Logger { return logger })
+		engine.DieByFatalSignals() // Caddy then logs the signal (proc.go)
 	})
 	s := &workerConn{
 		rd:      NewReader(conn),

@@ -1,5 +1,5 @@
 """ASGI app for the worker-process tests (/segv stays on line 45): which
-process serves, an echo, streams, two ways to die, a loop stuck in C."""
+process serves, an echo, streams, three ways to die, a loop stuck in C."""
 import asyncio
 import ctypes
 import os
@@ -52,6 +52,8 @@ async def app(scope, receive, send):
         return
     if path == "/cspin":
         ctypes.PyDLL(None).sleep(30)  # the event loop itself is stuck, GIL held
+    if path == "/abort":
+        os.abort()  # SIGABRT
     await send({"type": "http.response.start", "status": 404, "headers": text})
     await send({"type": "http.response.body", "body": b"no such path"})
 

@@ -1,5 +1,5 @@
 """WSGI app for the worker-process tests (/segv stays on line 23): which
-process serves, an echo, a stream, two ways to die, a leak, stuck in C."""
+process serves, an echo, a stream, three ways to die, a leak, stuck in C."""
 
 import ctypes
 import os
@@ -33,6 +33,8 @@ def app(environ, start_response):
         ctypes.CDLL(None).sleep(30)  # GIL released: the thread is written off
     if path == "/cspin":
         ctypes.PyDLL(None).sleep(30)  # GIL held: the whole worker is stuck
+    if path == "/abort":
+        os.abort()  # SIGABRT
     start_response("404 Not Found", [("Content-Type", "text/plain")])
     return [b"no such path"]
 

@@ -79,6 +79,15 @@ func spawn(p *Pool, sl *slot) (*proc, error) {
 	}
 	cmd := exec.Command(p.opts.Exe, p.opts.Args...)
 	cmd.Env = append(os.Environ(), ConfigEnv+"="+p.config)
+	if p.opts.MemoryLimit > 0 {
+		cmd.Env = append(cmd.Env, fmt.Sprintf("%s=%d", MemoryLimitEnv, p.opts.MemoryLimit))
+		// glibc gives each thread that allocates an arena reserving 64
+		// MiB of address space, up to 8 a core: under RLIMIT_AS that
+		// would count against the app. Left to the user if set.
+		if os.Getenv("MALLOC_ARENA_MAX") == "" {
+			cmd.Env = append(cmd.Env, "MALLOC_ARENA_MAX=2")
+		}
+	}
 	cmd.Env = append(cmd.Env, p.opts.Env...)
 	errRd, errWr, err := os.Pipe() // stderrtail.go
 	if err != nil {
@@ -192,8 +201,8 @@ func (pr *proc) readLoop() {
 		_ = pr.cmd.Process.Kill()
 		<-pr.exited
 	}
-	if pr.signaled() != 0 {
-		pr.stderr.settle() // its fault report, for exitFields
+	if pr.signaled() != 0 || pr.readyAt.IsZero() {
+		pr.stderr.settle() // its fault report (exitFields), why it did not start (memlimit.go)
 	}
 	pr.readyOnce.Do(func() {
 		pr.ready <- fmt.Errorf("worker process %d exited before it was ready (%s)", pr.pid, pr.exitText())

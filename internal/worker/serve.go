@@ -53,6 +53,13 @@ func Run(conn io.ReadWriteCloser, cfg engine.Config, logger *zap.Logger) int {
 	engine.OnThreadLost(func() {
 		_ = s.wr.WriteFrame(FrameRecycle, 0, 0, true, []byte("a thread stuck past request_timeout was written off"))
 	})
+	memFields, err := ApplyMemoryLimit()
+	if err != nil {
+		_ = s.wr.WriteFrame(FrameLoadFail, 0, 0, false, []byte(err.Error()))
+		s.wr.Stop()
+		logger.Error("python worker: no memory_limit", zap.Error(err))
+		return 1
+	}
 	app, fields, err := engine.Load(cfg, logger)
 	if err != nil {
 		_ = s.wr.WriteFrame(FrameLoadFail, 0, 0, false, []byte(err.Error()))
@@ -61,6 +68,7 @@ func Run(conn io.ReadWriteCloser, cfg engine.Config, logger *zap.Logger) int {
 		return 1
 	}
 	s.app = app
+	fields = append(append(fields, memFields...), memoryUsedField()...)
 	if err := s.wr.WriteFrame(FrameReady, 0, 0, true, readyPayload(fields)); err != nil {
 		logger.Error("python worker: cannot tell Caddy the app is ready", zap.Error(err))
 		return 1

@@ -65,6 +65,13 @@ func (t *stderrTail) settle() {
 	}
 }
 
+// text returns what was kept.
+func (t *stderrTail) text() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.buf)
+}
+
 // faultReport returns what faulthandler wrote last ("Fatal Python error:"
 // and the stacks that follow), at most stacksMax bytes; "" if none.
 func (t *stderrTail) faultReport() string {

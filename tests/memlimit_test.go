@@ -12,8 +12,20 @@ import (
 // An allocation past the cap is a MemoryError, so a 500 for that request;
 // the worker serves the next one.
 func TestMemoryLimitAllocationFailsThatRequestOnly(t *testing.T) {
-	t.Parallel()
-	c := startCaddy(t, pySite("http://127.0.0.1:{{PORT}}", "wsgi_procs:app", "processes 1", "memory_limit 1GiB"))
+	for _, asgi := range []bool{false, true} {
+		t.Run(map[bool]string{false: "WSGI", true: "ASGI"}[asgi], func(t *testing.T) {
+			t.Parallel()
+			memoryErrorIs500(t, asgi)
+		})
+	}
+}
+
+func memoryErrorIs500(t *testing.T, asgi bool) {
+	site := pySite("http://127.0.0.1:{{PORT}}", "wsgi_procs:app", "processes 1", "memory_limit 1GiB")
+	if asgi {
+		site = asgiSite(t, "asgi_procs:app", "processes 1", "memory_limit 1GiB")
+	}
+	c := startCaddy(t, site)
 	pid := string(c.get(t, "/pid", 200))
 	status, body, err := c.fetch("GET", "/alloc2g", nil)
 	if err != nil || status != 500 {

@@ -34,6 +34,7 @@ import (
 //		max_requests        <count>   # processes: recycle a worker after count requests
 //		max_requests_jitter <count>   # processes: plus 0..count, per worker
 //		max_memory          <size>    # processes: recycle a worker over this RSS, e.g. 512MiB
+//		memory_limit        <size>    # processes: hard cap on a worker's address space, e.g. 1GiB
 //		user  <name|uid>              # processes: run the workers as (Caddy must be root)
 //		group <name|gid>              # processes: default, the user's primary group
 //		free_threaded    [on|off]     # require a free-threaded CPython, GIL off
@@ -153,6 +154,15 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("max_memory: expected a size such as 512MiB or 1GB, got %q", d.Val())
 			}
 			h.MaxMemory = int64(n)
+		case "memory_limit":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			n, err := humanize.ParseBytes(d.Val())
+			if err != nil || n == 0 || n > 1<<62 {
+				return d.Errf("memory_limit: expected a size such as 1GiB or 512MiB, got %q", d.Val())
+			}
+			h.MemoryLimit = int64(n)
 		case "free_threaded":
 			h.FreeThreaded = true
 			if d.NextArg() {
@@ -203,7 +213,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				h.ShutdownTimeout = caddy.Duration(dur)
 			}
 		default:
-			return d.Errf("unknown python subdirective %q; allowed: module_wsgi, module_asgi, working_dir, venv, threads, max_wait, request_timeout, request_body_timeout, lifespan, loop, startup_timeout, shutdown_timeout, ws_max_message, ws_compression, interpreters, processes, max_requests, max_requests_jitter, max_memory, user, group, free_threaded", sub)
+			return d.Errf("unknown python subdirective %q; allowed: module_wsgi, module_asgi, working_dir, venv, threads, max_wait, request_timeout, request_body_timeout, lifespan, loop, startup_timeout, shutdown_timeout, ws_max_message, ws_compression, interpreters, processes, max_requests, max_requests_jitter, max_memory, memory_limit, user, group, free_threaded", sub)
 		}
 	}
 	return nil

@@ -61,6 +61,7 @@ func init() {
 //		max_requests 1000                    # processes: recycle after 1000 requests
 //		max_requests_jitter 100              # processes: + 0..100 per worker
 //		max_memory   512MiB                  # processes: recycle over this RSS
+//		memory_limit 1GiB                    # processes: hard cap (address space)
 //		user         www-data                # processes: workers run as (Caddy as root)
 //		group        www-data
 //		free_threaded                        # refuse to start with the GIL on
@@ -218,6 +219,22 @@ type Handler struct {
 	User  string `json:"user,omitempty"`
 	Group string `json:"group,omitempty"`
 
+	// A hard cap on each worker process's memory (processes >= 1): the
+	// address space (RLIMIT_AS, not RSS) Python, the app and its threads
+	// may map on top of what the worker had before Python started (about
+	// 1.4 GiB of address space, mostly Go's reservations, never touched). Set in the
+	// worker before the app is imported; MALLOC_ARENA_MAX=2 is set for it
+	// too. An allocation past it fails: Python raises MemoryError (a 500
+	// for that request, the worker serves on); if the runtime itself dies,
+	// the worker is replaced as after any crash. Thread stacks (8 MiB
+	// each) and reserved mappings count, so leave room: the "python app
+	// ready" line says how much a worker uses after loading the app
+	// (memory_limit_used). A limit too small to start a worker fails the
+	// start with a log line saying so. max_memory is the soft limit, on
+	// RSS, that recycles a worker gracefully. Caddyfile: a size such as
+	// 1GiB. Default: 0, no cap.
+	MemoryLimit int64 `json:"memory_limit,omitempty"`
+
 	workerCred *syscall.Credential // user and group, resolved by checkConfig
 
 	app    engine.App
@@ -289,6 +306,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			MaxRequests:       h.MaxRequests,
 			MaxRequestsJitter: h.MaxRequestsJitter,
 			MaxMemory:         h.MaxMemory,
+			MemoryLimit:       h.MemoryLimit,
 			Credential:        h.workerCred,
 			StopBound:         h.stop.bound,
 			Exiting:           caddy.Exiting,
@@ -369,6 +387,12 @@ func (h *Handler) checkConfig() error {
 	}
 	if h.MaxRequestsJitter > 0 && h.MaxRequests == 0 {
 		return fmt.Errorf("python: max_requests_jitter %d without max_requests: set max_requests too", h.MaxRequestsJitter)
+	}
+	if h.MemoryLimit < 0 {
+		return fmt.Errorf("python: memory_limit must not be negative")
+	}
+	if h.Processes == 0 && h.MemoryLimit > 0 {
+		return fmt.Errorf("python: memory_limit caps the memory of worker processes, and Caddy's own process is never capped: set processes 1 or more, or remove memory_limit")
 	}
 	if h.Processes == 0 && (h.MaxRequests > 0 || h.MaxMemory > 0) {
 		return fmt.Errorf("python: max_requests and max_memory recycle worker processes: set processes 1 or more")

@@ -49,6 +49,7 @@ func TestCaddyfileBlock(t *testing.T) {
 		max_requests 1000
 		max_requests_jitter 50
 		max_memory 512MiB
+		memory_limit 1GiB
 		user www-data
 		group 33
 		free_threaded
@@ -58,7 +59,7 @@ func TestCaddyfileBlock(t *testing.T) {
 	}
 	want := Handler{ModuleWSGI: "myapp.wsgi:application", WorkingDir: "/srv/app", Venv: "/srv/app/.venv",
 		Threads: 8, MaxWait: caddy.Duration(2 * time.Second), Interpreters: 3, Processes: 2, FreeThreaded: true,
-		MaxRequests: 1000, MaxRequestsJitter: 50, MaxMemory: 512 << 20, User: "www-data", Group: "33"}
+		MaxRequests: 1000, MaxRequestsJitter: 50, MaxMemory: 512 << 20, MemoryLimit: 1 << 30, User: "www-data", Group: "33"}
 	if *h != want {
 		t.Fatalf("got %+v, want %+v", *h, want)
 	}
@@ -78,6 +79,8 @@ func TestCaddyfileErrors(t *testing.T) {
 		{`python { max_requests_jitter lots }`, `max_requests_jitter: expected a whole number >= 0`},
 		{`python { max_memory plenty }`, `max_memory: expected a size such as 512MiB`},
 		{`python { max_memory 0 }`, `max_memory: expected a size such as 512MiB`},
+		{`python { memory_limit lots }`, `memory_limit: expected a size such as 1GiB`},
+		{`python { memory_limit 0 }`, `memory_limit: expected a size such as 1GiB`},
 		{"python {\n user\n}", `wrong argument count`},
 		{`python { free_threaded maybe }`, `free_threaded: expected on or off`},
 		{`python a:b c:d`, `python takes one argument`},
@@ -129,6 +132,8 @@ func TestProvisionErrors(t *testing.T) {
 		{Handler{ModuleWSGI: "unit_app:hello", WorkingDir: testdata, MaxMemory: 1 << 30}, "recycle worker processes: set processes 1 or more"},
 		{Handler{ModuleWSGI: "unit_app:hello", WorkingDir: testdata, Processes: 1, MaxRequestsJitter: 5}, "max_requests_jitter 5 without max_requests"},
 		{Handler{ModuleWSGI: "unit_app:hello", WorkingDir: testdata, Processes: 1, MaxMemory: -1}, "must not be negative"},
+		{Handler{ModuleWSGI: "unit_app:hello", WorkingDir: testdata, MemoryLimit: 1 << 30}, "memory_limit caps the memory of worker processes"},
+		{Handler{ModuleWSGI: "unit_app:hello", WorkingDir: testdata, Processes: 1, MemoryLimit: -1}, "memory_limit must not be negative"},
 		{Handler{ModuleWSGI: "unit_app:hello", WorkingDir: testdata, User: "nobody"}, "user and group apply to worker processes"},
 		{Handler{ModuleWSGI: "unit_app:hello", WorkingDir: testdata, Processes: 1, User: "no-such-user-xyz"}, `user "no-such-user-xyz": user: unknown user`},
 		{Handler{ModuleWSGI: "unit_app:hello", WorkingDir: testdata, Processes: 1, Group: "no-such-group-xyz"}, `group "no-such-group-xyz": group: unknown group`},

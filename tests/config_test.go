@@ -93,6 +93,22 @@ func TestConfigErrorsFailValidate(t *testing.T) {
 			want: []string{"cfg_not_callable:app", "callable"},
 		},
 		{
+			name: "memory_limit without processes",
+			body: `module_wsgi "wsgi_alpha:app"
+		working_dir {{APPS}}
+		processes 0
+		memory_limit 1GiB`,
+			want: []string{"memory_limit caps the memory of worker processes", "set processes 1 or more"},
+		},
+		{
+			name: "memory_limit not a size",
+			body: `module_wsgi "wsgi_alpha:app"
+		working_dir {{APPS}}
+		processes 1
+		memory_limit lots`,
+			want: []string{"memory_limit: expected a size"},
+		},
+		{
 			name: "unknown subdirective",
 			body: `module_wsgi "wsgi_alpha:app"
 		working_dir {{APPS}}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -121,20 +122,28 @@ func TestProcessesServe(t *testing.T) {
 
 // A worker that dies on a request fails that request only: Caddy stays
 // up, the log names the death, and the next 20 requests are served
-// within 5 s (by the other worker, then by the restarted one).
+// within 5 s (by the other worker, then by the restarted one). A fatal
+// signal in C (a segfault, abort()) ends the worker by that signal, not
+// by Go's exit status 2, and faulthandler's Python stacks (written to the
+// stderr Caddy copies) are in the log line that reports it.
 func TestProcessesCrash(t *testing.T) {
+	noCoreDumps(t)
 	for _, tc := range []struct {
 		name, path string
 		asgi       bool
-		exit       []string // in the log
+		fields     map[string]any // of the "worker process died" line
+		stacks     []string       // in its python_stacks
 	}{
-		{"WSGI/exit", "/exit", false, []string{`"exit_status":7`}},
-		{"ASGI/exit", "/exit", true, []string{`"exit_status":7`}},
-		// A fault in C goes to faulthandler (the Python stack, on the
-		// stderr the worker shares with Caddy), then to Go, whose crash
-		// exits with status 2.
-		{"WSGI/segv", "/segv", false, []string{`"exit_status":2`, "Fatal Python error: Segmentation fault", "wsgi_procs.py\", line 23"}},
-		{"ASGI/segv", "/segv", true, []string{`"exit_status":2`, "Fatal Python error: Segmentation fault", "asgi_procs.py\", line 45"}},
+		{"WSGI/exit", "/exit", false, map[string]any{"exit_status": 7.0, "exit": "exit status 7"}, nil},
+		{"ASGI/exit", "/exit", true, map[string]any{"exit_status": 7.0, "exit": "exit status 7"}, nil},
+		{"WSGI/segv", "/segv", false, map[string]any{"signal": 11.0, "exit": "signal SIGSEGV (segmentation fault)"},
+			[]string{"Fatal Python error: Segmentation fault", `wsgi_procs.py", line 23 in app`}},
+		{"ASGI/segv", "/segv", true, map[string]any{"signal": 11.0, "exit": "signal SIGSEGV (segmentation fault)"},
+			[]string{"Fatal Python error: Segmentation fault", `asgi_procs.py", line 45 in app`}},
+		{"WSGI/abort", "/abort", false, map[string]any{"signal": 6.0, "exit": "signal SIGABRT (aborted)"},
+			[]string{"Fatal Python error: Aborted", `wsgi_procs.py", line 37 in app`}},
+		{"ASGI/abort", "/abort", true, map[string]any{"signal": 6.0, "exit": "signal SIGABRT (aborted)"},
+			[]string{"Fatal Python error: Aborted", `asgi_procs.py", line 56 in app`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -157,15 +166,55 @@ func TestProcessesCrash(t *testing.T) {
 				t.Fatalf("20 requests after the crash took %v", d)
 			}
 			c.alive(t)
-			want := append([]string{"worker process died", "worker process restarted"}, tc.exit...)
+			want := []string{"worker process died", "worker process restarted"}
 			if !c.waitLog(5*time.Second, want...) {
 				t.Fatalf("log lacks one of %q", want)
+			}
+			died := logLine(t, c, "worker process died")
+			for k, v := range tc.fields {
+				if died[k] != v {
+					t.Errorf("worker process died: %s = %v, want %v (line: %v)", k, died[k], v, died)
+				}
+			}
+			stacks, _ := died["python_stacks"].(string)
+			for _, s := range tc.stacks {
+				if !strings.Contains(stacks, s) {
+					t.Errorf("worker process died: python_stacks lacks %q:\n%s", s, stacks)
+				}
+			}
+			if tc.stacks == nil && stacks != "" {
+				t.Errorf("worker process died: python_stacks for an exit:\n%s", stacks)
 			}
 			if n := len(c.workerPids(t)); n != 2 {
 				t.Fatalf("%d workers after the restart, want 2", n)
 			}
 		})
 	}
+}
+
+// noCoreDumps sets RLIMIT_CORE to 0 for the processes the test starts: a
+// worker killed by SIGSEGV or SIGABRT would otherwise leave a core file.
+func noCoreDumps(t *testing.T) {
+	t.Helper()
+	if err := syscall.Setrlimit(syscall.RLIMIT_CORE, &syscall.Rlimit{}); err != nil {
+		t.Fatalf("RLIMIT_CORE 0: %v", err)
+	}
+}
+
+// logLine returns the first JSON log line whose message contains msg.
+func logLine(t *testing.T, c *caddy, msg string) map[string]any {
+	t.Helper()
+	for _, l := range strings.Split(c.Log(), "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(l), &m) != nil {
+			continue
+		}
+		if s, _ := m["msg"].(string); strings.Contains(s, msg) {
+			return m
+		}
+	}
+	t.Fatalf("no JSON log line with %q:\n%s", msg, tail(c.Log(), 4000))
+	return nil
 }
 
 // caddy reload with processes: new workers serve, the old ones go.

@@ -9,17 +9,30 @@
 // chained handler does, so Go can still inject its panic); elsewhere (
 // libpython, a C extension, libc) to faulthandler, which writes the Python
 // stacks and hands the signal back to Go for its dump, as before.
+//
+// In a worker process (cs_faultchain_die_by_signal) a fault outside Go's
+// code, and SIGILL and SIGABRT (abort()) too, end the process by that very
+// signal once faulthandler wrote the stacks: Go's dump would exit with
+// status 2 instead, and Caddy could not tell a segfault from a Go crash.
+// (GOTRACEBACK=crash is no way out: Go then dies by SIGABRT, whatever the
+// fault.) A core is written only if RLIMIT_CORE allows it.
 #define _GNU_SOURCE
 #include "faultchain.h"
 
 #include <link.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
 #include <ucontext.h>
 
-static const int chained[] = {SIGSEGV, SIGBUS, SIGFPE};
+// The first NFAULTS are chained always; SIGILL and SIGABRT only in a
+// worker (faulthandler keeps them otherwise, then Go's dump follows).
+static const int chained[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
 #define NCHAINED (sizeof(chained) / sizeof(chained[0]))
+#define NFAULTS 3
+
+static volatile sig_atomic_t die_by_signal;
 
 static struct sigaction go_sa[NCHAINED];
 static struct sigaction fh_sa[NCHAINED];
@@ -64,6 +77,23 @@ static void call(const struct sigaction *sa, int sig, siginfo_t *info, void *uct
 	}
 }
 
+// die ends the process by sig with the default action; sig may be
+// pending already (faulthandler raise()d it while it was blocked).
+static void die(int sig) {
+	struct sigaction dfl;
+	memset(&dfl, 0, sizeof(dfl));
+	dfl.sa_handler = SIG_DFL;
+	sigemptyset(&dfl.sa_mask);
+	sigaction(sig, &dfl, NULL);
+	raise(sig);
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, sig);
+	pthread_sigmask(SIG_UNBLOCK, &set, NULL); // delivered here: no return
+	// Still here (cannot be for these signals): returning re-runs a
+	// faulting instruction, which now faults with the default action.
+}
+
 static void chain(int sig, siginfo_t *info, void *uctx) {
 	for (size_t i = 0; i < NCHAINED; i++) {
 		if (chained[i] != sig) {
@@ -74,6 +104,9 @@ static void chain(int sig, siginfo_t *info, void *uctx) {
 			call(&go_sa[i], sig, info, uctx);
 		} else {
 			call(&fh_sa[i], sig, info, uctx);
+			if (die_by_signal) {
+				die(sig);
+			}
 		}
 		return;
 	}
@@ -85,6 +118,11 @@ void cs_faultchain_save_go(void) {
 	}
 }
 
+int cs_faultchain_die_by_signal(void) {
+	die_by_signal = 1;
+	return 1;
+}
+
 void cs_faultchain_install(void) {
 #if defined(__x86_64__) || defined(__aarch64__)
 	dl_iterate_phdr(find_exe, NULL);
@@ -92,12 +130,15 @@ void cs_faultchain_install(void) {
 #else
 	int known = 0;
 #endif
-	for (size_t i = 0; i < NCHAINED; i++) {
+	size_t n = die_by_signal ? NCHAINED : NFAULTS;
+	for (size_t i = 0; i < n; i++) {
 		sigaction(chained[i], NULL, &fh_sa[i]);
 		if (memcmp(&fh_sa[i], &go_sa[i], sizeof(struct sigaction)) == 0) {
 			continue; // faulthandler did not take it
 		}
-		if (!known || !(go_sa[i].sa_flags & SA_SIGINFO)) {
+		// SIGILL and SIGABRT need no address: with none known, all go
+		// to faulthandler (chain's range check then never matches).
+		if (i < NFAULTS && (!known || !(go_sa[i].sa_flags & SA_SIGINFO))) {
 			// No way to tell Go's faults apart here: Go keeps them, and
 			// faulthandler reports only SIGABRT and SIGILL.
 			sigaction(chained[i], &go_sa[i], NULL);

@@ -39,6 +39,9 @@ type Options struct {
 	MaxMemory         int64
 	// Credential, if set, is the user and group the workers run as.
 	Credential *syscall.Credential
+	// MemoryLimit, if > 0, caps each worker's address space beyond its
+	// runtime's base (memlimit.go).
+	MemoryLimit int64
 }
 
 // Restart rules: a worker that dies is started again after a back-off
@@ -55,6 +58,7 @@ const (
 // Pool is an engine.App whose requests are served by worker processes.
 type Pool struct {
 	name        string // the app's target, for logs
+	threads     int    // Python threads a worker runs (memlimit.go's estimate)
 	config      string // EncodeConfig's
 	opts        Options
 	logger      *zap.Logger
@@ -120,11 +124,13 @@ func Start(cfg engine.Config, opts Options, logger *zap.Logger) (engine.App, []z
 		}
 	} else {
 		p.name, p.bodyTimeout = cfg.WSGI.Target, cfg.WSGI.BodyTimeout
+		p.threads = cfg.WSGI.Threads
 		if cfg.WSGI.Timeout > 0 {
 			p.stuckAfter = cfg.WSGI.Timeout + escalateGrace
 		}
 	}
 	p.drainBound += opts.StopBound + killGrace
+	p.threads = max(p.threads, 1) * max(cfg.Interpreters, 1)
 
 	procs := make([]*proc, opts.Processes)
 	errs := make([]error, opts.Processes)
@@ -215,6 +221,7 @@ func (p *Pool) waitReady(pr *proc) error {
 	if err != nil {
 		pr.retired.Store(true)
 		_ = pr.cmd.Process.Kill()
+		err = p.explainStartFailure(pr, err)
 	}
 	return err
 }

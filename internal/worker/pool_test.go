@@ -384,7 +384,7 @@ func TestPoolWorkerKilled(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	died := logs.FilterMessage("python: worker process died; its requests in flight failed").All()
-	if len(died) != 1 || died[0].ContextMap()["signal"] != int64(9) || died[0].ContextMap()["exit"] != "signal killed" {
+	if len(died) != 1 || died[0].ContextMap()["signal"] != int64(9) || died[0].ContextMap()["exit"] != "signal SIGKILL (killed)" {
 		t.Fatalf("death logged as %v", died)
 	}
 	rc = newRecorder()

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
 )
 
 // FrameTrailers (worker to Caddy), payload: the header fields that changed
@@ -61,6 +62,7 @@ type proc struct {
 
 	exited  chan struct{} // cmd.Wait returned
 	waitErr error
+	stderr  *stderrTail
 	gone    chan struct{} // the read loop ended and the process was reaped
 }
 
@@ -81,13 +83,30 @@ func spawn(p *Pool, sl *slot) (*proc, error) {
 	}
 	cmd := exec.Command(p.opts.Exe, p.opts.Args...)
 	cmd.Env = append(os.Environ(), ConfigEnv+"="+p.config)
+	if p.opts.MemoryLimit > 0 {
+		cmd.Env = append(cmd.Env, fmt.Sprintf("%s=%d", MemoryLimitEnv, p.opts.MemoryLimit))
+		// glibc gives each thread that allocates an arena reserving 64
+		// MiB of address space, up to 8 a core: under RLIMIT_AS that
+		// would count against the app. Left to the user if set.
+		if os.Getenv("MALLOC_ARENA_MAX") == "" {
+			cmd.Env = append(cmd.Env, "MALLOC_ARENA_MAX=2")
+		}
+	}
 	cmd.Env = append(cmd.Env, p.opts.Env...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, os.Stdout, os.Stderr // print() goes where it goes in process
+	errRd, errWr, err := os.Pipe() // stderrtail.go
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("worker stderr pipe: %w", err)
+	}
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, os.Stdout, errWr // print() goes where it goes in process
 	cmd.ExtraFiles = []*os.File{child}
 	// Go sets the parent-death signal after the credential, which would
 	// clear it otherwise.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Credential: p.opts.Credential}
-	if err := startOnSpawner(cmd); err != nil {
+	err = startOnSpawner(cmd)
+	errWr.Close()
+	if err != nil {
+		errRd.Close()
 		conn.Close()
 		return nil, fmt.Errorf("starting worker %s: %w", p.opts.Exe, err)
 	}
@@ -102,6 +121,7 @@ func spawn(p *Pool, sl *slot) (*proc, error) {
 		ready:   make(chan error, 1),
 		exited:  make(chan struct{}),
 		gone:    make(chan struct{}),
+		stderr:  newStderrTail(errRd, os.Stderr),
 	}
 	pr.maxServed = p.requestLimit()
 	go func() {
@@ -185,6 +205,9 @@ func (pr *proc) readLoop() {
 		_ = pr.cmd.Process.Kill()
 		<-pr.exited
 	}
+	if pr.signaled() != 0 || pr.readyAt.IsZero() {
+		pr.stderr.settle() // its fault report (exitFields), why it did not start (memlimit.go)
+	}
 	pr.readyOnce.Do(func() {
 		pr.ready <- fmt.Errorf("worker process %d exited before it was ready (%s)", pr.pid, pr.exitText())
 	})
@@ -224,14 +247,26 @@ func (pr *proc) control(f Frame) {
 	}
 }
 
-// exitText says how the process ended: its exit status or signal.
+// signaled returns the signal that ended the process; 0 if none did.
+func (pr *proc) signaled() syscall.Signal {
+	var ee *exec.ExitError
+	if errors.As(pr.waitErr, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return ws.Signal()
+		}
+	}
+	return 0
+}
+
+// exitText says how the process ended: its exit status, or its signal
+// by name and description, e.g. "signal SIGSEGV (segmentation fault)".
 func (pr *proc) exitText() string {
 	var ee *exec.ExitError
 	if errors.As(pr.waitErr, &ee) {
 		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			s := "signal " + ws.Signal().String()
+			s := fmt.Sprintf("signal %s (%s)", unix.SignalName(ws.Signal()), ws.Signal())
 			if ws.CoreDump() {
-				s += " (core dumped)"
+				s += ", core dumped"
 			}
 			return s
 		}
@@ -243,16 +278,18 @@ func (pr *proc) exitText() string {
 	return "exit status 0"
 }
 
-// exitFields names the process and how it ended, for the log.
+// exitFields names the process and how it ended, for the log; for a
+// fatal signal, with the Python stacks faulthandler wrote (stderrtail.go).
 func (pr *proc) exitFields() []zap.Field {
 	f := []zap.Field{zap.Int("pid", pr.pid), zap.String("exit", pr.exitText())}
 	var ee *exec.ExitError
-	if errors.As(pr.waitErr, &ee) {
-		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			f = append(f, zap.Int("signal", int(ws.Signal())))
-		} else {
-			f = append(f, zap.Int("exit_status", ee.ExitCode()))
+	if sig := pr.signaled(); sig != 0 {
+		f = append(f, zap.Int("signal", int(sig)))
+		if r := pr.stderr.faultReport(); r != "" {
+			f = append(f, zap.String("python_stacks", r))
 		}
+	} else if errors.As(pr.waitErr, &ee) {
+		f = append(f, zap.Int("exit_status", ee.ExitCode()))
 	}
 	return f
 }

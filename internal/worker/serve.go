@@ -39,6 +39,7 @@ var (
 func Run(conn io.ReadWriteCloser, cfg engine.Config, logger *zap.Logger) int {
 	hostOnce.Do(func() {
 		engine.Host(workerExiting.Load, func() *zap.Logger { return logger })
+		engine.DieByFatalSignals() // Caddy then logs the signal (proc.go)
 	})
 	s := &workerConn{
 		rd:      NewReader(conn),
@@ -56,6 +57,13 @@ func Run(conn io.ReadWriteCloser, cfg engine.Config, logger *zap.Logger) int {
 	engine.OnThreadLost(func() {
 		_ = s.wr.WriteFrame(FrameRecycle, 0, 0, true, []byte("a thread stuck past request_timeout was written off"))
 	})
+	memFields, err := ApplyMemoryLimit()
+	if err != nil {
+		_ = s.wr.WriteFrame(FrameLoadFail, 0, 0, false, []byte(err.Error()))
+		s.wr.Stop()
+		logger.Error("python worker: no memory_limit", zap.Error(err))
+		return 1
+	}
 	app, fields, err := engine.Load(cfg, logger)
 	if err != nil {
 		_ = s.wr.WriteFrame(FrameLoadFail, 0, 0, false, []byte(err.Error()))
@@ -64,6 +72,7 @@ func Run(conn io.ReadWriteCloser, cfg engine.Config, logger *zap.Logger) int {
 		return 1
 	}
 	s.app = app
+	fields = append(append(fields, memFields...), memoryUsedField()...)
 	if err := s.wr.WriteFrame(FrameReady, 0, 0, true, readyPayload(fields)); err != nil {
 		logger.Error("python worker: cannot tell Caddy the app is ready", zap.Error(err))
 		return 1

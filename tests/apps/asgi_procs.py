@@ -1,5 +1,5 @@
 """ASGI app for the worker-process tests (/segv stays on line 45): which
-process serves, an echo, streams, two ways to die, a loop stuck in C."""
+process serves, an echo, streams, three ways to die, 2 GiB, a loop stuck in C."""
 import asyncio
 import ctypes
 import os
@@ -52,6 +52,13 @@ async def app(scope, receive, send):
         return
     if path == "/cspin":
         ctypes.PyDLL(None).sleep(30)  # the event loop itself is stuck, GIL held
+    if path == "/abort":
+        os.abort()  # SIGABRT
+    if path == "/alloc2g":  # MemoryError under memory_limit 1GiB
+        n = len(bytearray(2 << 30))  # calloc: no page is touched without a limit
+        await send({"type": "http.response.start", "status": 200, "headers": text})
+        await send({"type": "http.response.body", "body": str(n).encode()})
+        return
     await send({"type": "http.response.start", "status": 404, "headers": text})
     await send({"type": "http.response.body", "body": b"no such path"})
 

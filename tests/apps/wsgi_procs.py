@@ -1,5 +1,5 @@
 """WSGI app for the worker-process tests (/segv stays on line 23): which
-process serves, an echo, a stream, two ways to die, a leak, stuck in C."""
+process serves, an echo, a stream, three ways to die, a leak, 2 GiB, stuck."""
 
 import ctypes
 import os
@@ -33,6 +33,12 @@ def app(environ, start_response):
         ctypes.CDLL(None).sleep(30)  # GIL released: the thread is written off
     if path == "/cspin":
         ctypes.PyDLL(None).sleep(30)  # GIL held: the whole worker is stuck
+    if path == "/abort":
+        os.abort()  # SIGABRT
+    if path == "/alloc2g":  # MemoryError under memory_limit 1GiB
+        n = len(bytearray(2 << 30))  # calloc: no page is touched without a limit
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [str(n).encode()]
     start_response("404 Not Found", [("Content-Type", "text/plain")])
     return [b"no such path"]
 

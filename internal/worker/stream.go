@@ -85,7 +85,9 @@ func (s *stream) fromWorker(f Frame) {
 		return
 	}
 	if f.Type == FrameFileCut {
-		s.cutSend()
+		// Off the read loop: an HTTP/2 stream's deadline waits for its
+		// connection's serve loop.
+		go s.cutSend()
 		return
 	}
 	if f.Type != FrameHead && s.pr.pool.asgi {
@@ -109,7 +111,7 @@ func (s *stream) fail() {
 	s.mu.Lock()
 	s.dead = true
 	s.mu.Unlock()
-	s.cutSend()
+	go s.cutSend()
 	nudge(s.wake)
 }
 

@@ -92,14 +92,14 @@ func (s *stream) endSend() {
 
 // cutSend makes the send in progress, if any, fail, and any later one
 // skip: the worker gave up waiting for it (its write deadline), or died.
-// Runs on the read loop: the deadline's write only wakes the send.
+// Under s.mu: once endSend returned, the writer, and the connection under
+// it, which may serve the next request, are not touched.
 func (s *stream) cutSend() {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.cut = true
-	w := s.sending
-	s.mu.Unlock()
-	if w != nil {
-		_ = w.SetWriteDeadline(time.Now())
+	if s.sending != nil {
+		_ = s.sending.SetWriteDeadline(time.Now())
 	}
 }
 

@@ -548,7 +548,7 @@ func (req *asgiRequest) sendFile(path string) (ok, abort bool, err error) {
 	}
 	req.writeHeader()
 	n, werr := req.w.SendFile(f, size)
-	if werr != nil && clientGone(werr) {
+	if werr != nil && ClientGone(werr) {
 		return false, false, nil
 	}
 	if werr != nil || n < size {

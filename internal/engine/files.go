@@ -55,9 +55,10 @@ func notRegular(path string, mode fs.FileMode) error {
 	return fmt.Errorf("%s is %s, not a regular file", path, kind)
 }
 
-// clientGone says whether a failed copy to the client failed on the
-// client's side (it left), as opposed to the file's.
-func clientGone(err error) bool {
+// ClientGone says whether a failed copy to the client failed on the
+// client's side (it left), as opposed to the file's. (The worker pool
+// tells a worker which it was, for the same answer as in process.)
+func ClientGone(err error) bool {
 	var ne *net.OpError
 	return errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) ||
 		errors.Is(err, net.ErrClosed) || errors.As(err, &ne)

@@ -151,7 +151,7 @@ func go_sendfile(h C.uintptr_t, status C.int, hdrs *C.cs_str, nhdrs C.size_t, fd
 		}
 	}
 	sent, err := req.w.SendFile(f, int64(count))
-	if err != nil && clientGone(err) {
+	if err != nil && ClientGone(err) {
 		return C.int64_t(req.gone(err))
 	}
 	if err != nil || sent < int64(count) {

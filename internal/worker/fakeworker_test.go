@@ -3,6 +3,7 @@ package worker
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"strconv"
@@ -31,6 +32,7 @@ func TestMain(m *testing.M) {
 
 type fakeStream struct {
 	path   string
+	file   string // /file-cancel's
 	echo   bool
 	ended  bool // FrameBodyEnd seen
 	wanted bool // a FrameWantBody is outstanding
@@ -42,7 +44,12 @@ type fakeWorker struct {
 }
 
 func runFakeWorker() int {
-	conn := os.NewFile(3, "worker")
+	f := os.NewFile(3, "worker")
+	conn, err := net.FileConn(f) // a *net.UnixConn: it passes files
+	if err != nil {
+		return 5
+	}
+	f.Close()
 	fw := &fakeWorker{w: NewWriter(conn), streams: map[uint32]*fakeStream{}}
 	cfg, err := DecodeConfig(os.Getenv(ConfigEnv))
 	if err != nil {
@@ -95,6 +102,11 @@ func runFakeWorker() int {
 				delete(fw.streams, f.Stream)
 			}
 		case FrameCancel:
+			if s := fw.streams[f.Stream]; s != nil && s.path == "/file-cancel" {
+				// A file that comes after Caddy gave up: it must close it.
+				fw.head(f.Stream, 200, http.Header{})
+				fw.file(f.Stream, s.file, 0)
+			}
 			if fw.streams[f.Stream] != nil {
 				fw.end(f.Stream, engine.ErrAbort)
 				delete(fw.streams, f.Stream)
@@ -130,6 +142,19 @@ func (fw *fakeWorker) want(id uint32, s *fakeStream) {
 	}
 }
 
+// file passes path's file for stream id with its size plus extra (a file
+// shorter than it claims).
+func (fw *fakeWorker) file(id uint32, path string, extra int64) {
+	f, err := os.Open(path)
+	if err != nil {
+		fw.end(id, &engine.Error{Status: 500, Err: err})
+		return
+	}
+	defer f.Close()
+	st, _ := f.Stat()
+	_ = fw.w.WriteFile(id, 1, f, st.Size()+extra)
+}
+
 // request answers by path:
 //
 //	/pid        200, the worker's pid
@@ -142,8 +167,35 @@ func (fw *fakeWorker) want(id uint32, s *fakeStream) {
 //	/hang       nothing until cancelled or shut down
 //	/sleep?ms   200 after ms milliseconds (the worker does nothing else)
 //	/recycle-me FrameRecycle (as a worker that lost a thread), then 200
+//	/file?p     200, the file p passed to Caddy (FrameFile), then the end
+//	/file-short?p  the same, claiming 1000 bytes more than p has
+//	/file-pipe  200, a pipe passed as a file (Caddy must refuse it)
+//	/file-orphan?p  p passed for a stream that does not exist, then 200
+//	/file-cancel?p  nothing until cancelled; then p passed all the same
+//	/file-exit?p   200, p passed, then the process exits
 func (fw *fakeWorker) request(id uint32, r *engine.Request) {
 	switch r.Path {
+	case "/file", "/file-short":
+		fw.head(id, 200, http.Header{})
+		fw.file(id, r.RawQuery, map[bool]int64{true: 1000}[r.Path == "/file-short"])
+		fw.end(id, nil)
+	case "/file-pipe":
+		pr, pw, _ := os.Pipe()
+		fw.head(id, 200, http.Header{})
+		_ = fw.w.WriteFile(id, 1, pr, 10)
+		pr.Close()
+		pw.Close()
+		fw.end(id, nil)
+	case "/file-orphan":
+		fw.file(id+1000, r.RawQuery, 0)
+		fw.head(id, 200, http.Header{})
+		fw.end(id, nil)
+	case "/file-cancel":
+		fw.streams[id] = &fakeStream{path: r.Path, file: r.RawQuery, ended: true}
+	case "/file-exit":
+		fw.head(id, 200, http.Header{})
+		fw.file(id, r.RawQuery, 0)
+		os.Exit(6)
 	case "/pid":
 		fw.head(id, 200, http.Header{"Content-Type": {"text/plain"}})
 		fw.data(id, []byte(strconv.Itoa(os.Getpid())))

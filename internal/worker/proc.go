@@ -167,7 +167,12 @@ func startOnSpawner(cmd *exec.Cmd) error {
 // readLoop dispatches the worker's frames to their streams until the
 // socket ends; then the process is reaped and its streams failed.
 func (pr *proc) readLoop() {
-	rd := NewReader(pr.conn)
+	var rd *Reader
+	if uc, ok := pr.conn.(*net.UnixConn); ok {
+		rd = NewFileReader(uc) // the worker passes the files it sends (wire_fd.go)
+	} else {
+		rd = NewReader(pr.conn)
+	}
 	var err error
 	for {
 		var f Frame
@@ -176,6 +181,9 @@ func (pr *proc) readLoop() {
 			break
 		}
 		if f.Stream == 0 {
+			if f.File != nil {
+				f.File.Close()
+			}
 			pr.control(f)
 			continue
 		}
@@ -183,10 +191,14 @@ func (pr *proc) readLoop() {
 		s := pr.streams[f.Stream]
 		pr.mu.Unlock()
 		if s == nil {
+			if f.File != nil {
+				f.File.Close()
+			}
 			continue // a stream Caddy gave up on already
 		}
 		s.fromWorker(f)
 	}
+	rd.Close()
 	pr.mu.Lock()
 	pr.dead = true
 	pr.isReady.Store(false) // pick passes it over until it is reaped
@@ -324,6 +336,7 @@ func (pr *proc) closeStream(s *stream) {
 		delete(pr.streams, s.id)
 	}
 	pr.mu.Unlock()
+	s.dropFiles()
 	pr.inflight.Add(-1)
 }
 

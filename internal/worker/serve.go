@@ -170,6 +170,8 @@ func (s *workerConn) readFrames(stop chan<- int) error {
 			if ws := st.ws.Load(); ws != nil {
 				ws.fromCaddy(f)
 			}
+		case FrameFileDone:
+			st.fileDone(f.Payload)
 		case FrameCredit:
 			d := &Decoder{B: f.Payload}
 			if n := d.U32(); d.Err == nil {

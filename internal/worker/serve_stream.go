@@ -3,7 +3,6 @@ package worker
 import (
 	"encoding/binary"
 	"errors"
-	"io"
 	"net/http"
 	"os"
 	"slices"
@@ -50,6 +49,11 @@ type reqStream struct {
 	creditNews chan struct{}
 
 	ws atomic.Pointer[workerWS] // once the app accepts a WebSocket (serve_ws.go)
+
+	// The files passed to Caddy (serve_file.go): the last FrameFile's
+	// sequence, and the FrameFileDone answers.
+	fileSeq  uint32
+	fileAcks chan fileAck
 }
 
 // dataFrameMax bounds one FrameData: a large write goes out in pieces, each
@@ -65,6 +69,7 @@ func newReqStream(s *workerConn, id uint32) *reqStream {
 		header:     make(http.Header),
 		avail:      Window,
 		creditNews: make(chan struct{}, 1),
+		fileAcks:   make(chan fileAck, 1),
 	}
 }
 
@@ -298,30 +303,6 @@ func (st *reqStream) Flush() error {
 		return err
 	}
 	return st.s.wr.Flush()
-}
-
-// SendFile reads the file and sends it as data: no sendfile across
-// processes in this cut.
-func (st *reqStream) SendFile(f *os.File, n int64) (int64, error) {
-	buf := make([]byte, min(n, dataFrameMax))
-	var sent int64
-	for sent < n {
-		k, err := f.Read(buf[:min(int64(len(buf)), n-sent)])
-		if k > 0 {
-			w, werr := st.Write(buf[:k])
-			sent += int64(w)
-			if werr != nil {
-				return sent, werr
-			}
-		}
-		if err == io.EOF {
-			return sent, nil // the engine sees the file ended early
-		}
-		if err != nil {
-			return sent, err
-		}
-	}
-	return sent, nil
 }
 
 func (st *reqStream) SetReadDeadline(t time.Time) error  { st.readDL.set(t); return nil }

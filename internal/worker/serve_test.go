@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -68,12 +69,12 @@ func asgiConfig(t *testing.T) engine.Config {
 func startWorker(t *testing.T, cfg engine.Config) (*fakeCaddy, Frame) {
 	t.Helper()
 	caddyEnd, workerEnd := socketPair(t)
-	c := &fakeCaddy{t: t, conn: caddyEnd, rd: NewReader(caddyEnd), wr: NewWriter(caddyEnd), code: make(chan int, 1)}
+	c := &fakeCaddy{t: t, conn: caddyEnd, rd: NewFileReader(caddyEnd.(*net.UnixConn)), wr: NewWriter(caddyEnd), code: make(chan int, 1)}
 	go func() {
 		c.code <- Run(workerEnd, cfg, zaptest.NewLogger(t))
 		workerEnd.Close()
 	}()
-	t.Cleanup(func() { caddyEnd.Close() })
+	t.Cleanup(func() { caddyEnd.Close(); c.rd.Close() })
 	return c, c.next(30 * time.Second)
 }
 
@@ -159,6 +160,7 @@ type response struct {
 	end      error
 	endFlags uint8
 	wholes   int // FrameWhole: the whole response came in one frame
+	files    int // FrameFile: a file passed to be sent
 }
 
 // exchange reads stream id's frames until its FrameEnd: FrameData is
@@ -195,6 +197,9 @@ func (c *fakeCaddy) exchange(id uint32, chunks [][]byte, bodyEnd []byte) *respon
 			e := &Encoder{}
 			e.U32(uint32(len(f.Payload)))
 			c.send(FrameCredit, 0, id, e.B)
+		case FrameFile:
+			res.files++
+			res.body = append(res.body, c.readPassed(f)...)
 		case FrameFlush:
 			res.flushes++
 		case FrameWantBody:
@@ -453,8 +458,8 @@ func TestWorkerEarlyHintsTrailersAndFiles(t *testing.T) {
 	c.request(3, "GET", "/pathsend", 0, nil)
 	res = c.exchange(3, nil, nil)
 	src, _ := os.ReadFile(filepath.Join("testdata", "worker_asgi.py"))
-	if res.end != nil || !bytes.Equal(res.body, src) {
-		t.Fatalf("pathsend: end %v, %d bytes, want the file's %d", res.end, len(res.body), len(src))
+	if res.end != nil || !bytes.Equal(res.body, src) || res.files != 1 {
+		t.Fatalf("pathsend: end %v, %d bytes in %d passed files, want the file's %d in one", res.end, len(res.body), res.files, len(src))
 	}
 
 	c.request(4, "POST", "/echo", 3, nil)
@@ -462,6 +467,19 @@ func TestWorkerEarlyHintsTrailersAndFiles(t *testing.T) {
 	c.send(FrameBodyEnd, 0, 4)
 	if res = c.exchange(4, nil, nil); string(res.body) != "asgi /echo abc" {
 		t.Fatalf("ASGI echo: end %v body %q", res.end, res.body)
+	}
+}
+
+// wsgi.file_wrapper's file goes to Caddy as a descriptor (FrameFile),
+// at the offset the app left it, not as FrameData.
+func TestWorkerPassesFileWrapperFile(t *testing.T) {
+	c := startReady(t, wsgiConfig(t, 0))
+	c.request(1, "GET", "/file", 0, nil)
+	res := c.exchange(1, nil, nil)
+	src, _ := os.ReadFile(filepath.Join("testdata", "worker_wsgi.py"))
+	if res.end != nil || res.status() != 200 || !bytes.Equal(res.body, src[10:]) || res.files != 1 {
+		t.Fatalf("file_wrapper: end %v status %d, %d bytes in %d passed files, want the file's %d from byte 10 in one",
+			res.end, res.status(), len(res.body), res.files, len(src)-10)
 	}
 }
 
@@ -576,4 +594,26 @@ func TestWorkerAbandonWaitsForLifespanShutdown(t *testing.T) {
 	if _, err := os.Stat(mark); err != nil {
 		t.Fatalf("the worker exited before the app's lifespan shutdown ran: %v", err)
 	}
+}
+
+// readPassed reads a FrameFile's file as Caddy would send it (size bytes
+// from its offset), closes it and answers FrameFileDone.
+func (c *fakeCaddy) readPassed(f Frame) []byte {
+	c.t.Helper()
+	defer f.File.Close()
+	d := &Decoder{B: f.Payload}
+	size := int64(d.U32()) | int64(d.U32())<<32
+	seq := d.U32()
+	b, err := io.ReadAll(io.LimitReader(f.File, size))
+	if err != nil || d.Err != nil {
+		c.t.Fatalf("FrameFile: %v %v", err, d.Err)
+	}
+	e := &Encoder{}
+	e.U32(seq)
+	e.U32(uint32(len(b)))
+	e.U32(0)
+	e.U32(fileSent)
+	e.Str("")
+	c.send(FrameFileDone, 0, f.Stream, e.B)
+	return b
 }

@@ -28,10 +28,12 @@ const (
 	BodyErrDeadline = 2 // request_body_timeout passed: 408
 )
 
-// event is a frame from the worker, its payload copied out of the reader.
+// event is a frame from the worker, its payload copied out of the reader;
+// file is a FrameFile's descriptor (stream_file.go), the event's to close.
 type event struct {
 	typ, flags uint8
 	p          []byte
+	file       *os.File
 }
 
 type stream struct {
@@ -46,6 +48,12 @@ type stream struct {
 	events []event
 	dead   bool          // the worker died
 	wake   chan struct{} // cap 1: events or dead changed
+	// closed: the stream ended, a file that arrives now is closed at once
+	// (dropFiles). sending is the writer a file is sent to, which cut
+	// (FrameFileCut, the worker's death) makes fail (stream_file.go).
+	closed  bool
+	sending engine.ResponseWriter
+	cut     bool
 
 	// want gets a token per FrameWantBody while the body pump runs;
 	// bodyOver once it sent FrameBodyEnd or stopped.
@@ -76,21 +84,34 @@ func (s *stream) fromWorker(f Frame) {
 		}
 		return
 	}
+	if f.Type == FrameFileCut {
+		// Off the read loop: an HTTP/2 stream's deadline waits for its
+		// connection's serve loop.
+		go s.cutSend()
+		return
+	}
 	if f.Type != FrameHead && s.pr.pool.asgi {
 		s.streaming.Store(true)
 	}
-	ev := event{typ: f.Type, flags: f.Flags, p: append([]byte(nil), f.Payload...)}
+	ev := event{typ: f.Type, flags: f.Flags, p: append([]byte(nil), f.Payload...), file: f.File}
 	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		closeFiles([]event{ev})
+		return
+	}
 	s.events = append(s.events, ev)
 	s.mu.Unlock()
 	nudge(s.wake)
 }
 
-// fail: the worker died with s in flight.
+// fail: the worker died with s in flight. A file it passed and Caddy is
+// sending is cut: the response cannot end well any more.
 func (s *stream) fail() {
 	s.mu.Lock()
 	s.dead = true
 	s.mu.Unlock()
+	go s.cutSend()
 	nudge(s.wake)
 }
 
@@ -165,6 +186,8 @@ func (pr *proc) serve(r *engine.Request, w engine.ResponseWriter, bodyTimeout ti
 // whether the response's head went out.
 func (s *stream) relay(r *engine.Request, w engine.ResponseWriter, pump *bodyPump) (res error, closeAfter, headWritten bool) {
 	var evs []event
+	// A return mid-batch leaves events unserved: their files are closed.
+	defer func() { closeFiles(evs) }()
 	broken, cancelled := false, false
 	// owed: response bytes written to the client, not credited yet. The
 	// credit goes back once half the window is owed, not per FrameData:
@@ -181,7 +204,7 @@ func (s *stream) relay(r *engine.Request, w engine.ResponseWriter, pump *bodyPum
 	for {
 		var dead bool
 		evs, dead = s.take(evs[:0])
-		for _, ev := range evs {
+		for i, ev := range evs {
 			switch ev.typ {
 			case FrameHead:
 				d := &Decoder{B: ev.p}
@@ -211,6 +234,20 @@ func (s *stream) relay(r *engine.Request, w engine.ResponseWriter, pump *bodyPum
 					}
 				}
 				owed += len(ev.p)
+			case FrameFile:
+				evs[i].file = nil // sendFile closes it
+				skip := broken || cancelled
+				if !skip {
+					headWritten = true // SendFile sends the head first, as Write
+				}
+				gone, short := s.sendFile(w, ev, skip)
+				if short {
+					// No response that did not finish may look like it did.
+					broken = true
+				}
+				if gone {
+					cancel()
+				}
 			case FrameFlush:
 				if !broken {
 					if err := w.Flush(); err != nil {

@@ -10,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"os"
 	"runtime"
 	"sync"
 )
@@ -70,12 +72,16 @@ type Frame struct {
 	Flags   uint8
 	Stream  uint32
 	Payload []byte
+	// File is a FrameFile's descriptor (wire_fd.go): the caller owns it
+	// and must close it.
+	File *os.File
 }
 
 // Reader reads frames from one connection (one goroutine).
 type Reader struct {
 	r   *bufio.Reader
 	buf []byte
+	fds *fdSource // NewFileReader's: the passed descriptors
 }
 
 func NewReader(r io.Reader) *Reader { return &Reader{r: bufio.NewReaderSize(r, 64<<10)} }
@@ -103,7 +109,13 @@ func (rd *Reader) ReadFrame() (Frame, error) {
 		}
 		return Frame{}, err
 	}
-	return Frame{Type: h[4], Flags: h[5], Stream: binary.LittleEndian.Uint32(h[8:]), Payload: p}, nil
+	f := Frame{Type: h[4], Flags: h[5], Stream: binary.LittleEndian.Uint32(h[8:]), Payload: p}
+	if f.Type == FrameFile {
+		if err := rd.claimFile(&f); err != nil {
+			return Frame{}, err
+		}
+	}
+	return f, nil
 }
 
 // Writer writes frames to one connection from many goroutines; each frame
@@ -115,9 +127,14 @@ type Writer struct {
 	// kick wakes the flusher (NewCoalescingWriter), quit stops it.
 	kick, quit chan struct{}
 	stopOnce   sync.Once
+	// uc is w when it is a Unix socket: WriteFile passes descriptors on it.
+	uc *net.UnixConn
 }
 
-func NewWriter(w io.Writer) *Writer { return &Writer{w: bufio.NewWriterSize(w, 64<<10)} }
+func NewWriter(w io.Writer) *Writer {
+	uc, _ := w.(*net.UnixConn)
+	return &Writer{w: bufio.NewWriterSize(w, 64<<10), uc: uc}
+}
 
 // NewCoalescingWriter returns a Writer whose WriteFrame(flush) does not
 // write at once: a flusher goroutine lets the goroutines ready to run

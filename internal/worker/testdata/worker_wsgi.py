@@ -26,5 +26,11 @@ def app(environ, start_response):
         for _ in range(600):
             time.sleep(0.05)
         return [b"never"]
+    if path == "/file":
+        # This file from byte 10: the offset travels with the descriptor.
+        f = open(__file__, "rb")
+        f.seek(10)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return environ["wsgi.file_wrapper"](f)
     start_response("200 OK", [("Content-Type", "text/plain"), ("X-Path", path)])
     return [b"hello from ", path.encode("latin-1")]

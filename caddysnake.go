@@ -442,6 +442,9 @@ func (h *Handler) checkConfig() error {
 // strip_prefix, the client IP behind trusted_proxies), and answers the
 // engine's errors as Caddy errors.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	h.stop.entered.Add(1)
+	h.stop.inside.Add(1)
+	defer h.stop.inside.Add(-1)
 	var via nethttp.Via
 	if orig, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request); ok {
 		via.OriginalURL = orig.URL
@@ -465,9 +468,17 @@ func caddyError(err error) error {
 // Cleanup stops the app's threads once they finish their current requests
 // (on config reload or stop).
 func (h *Handler) Cleanup() error {
-	if h.app != nil {
-		h.startDrain()
-		h.app.Close()
+	if h.app == nil {
+		return nil
 	}
+	h.startDrain()
+	if caddy.Exiting() || h.stop == nil || h.stop.entered.Load() == 0 || h.Processes == 0 {
+		// The servers are done (stop), or never served this app. In
+		// process the app closes at once too: its threads would overlap
+		// the new app's, and Go keeps every thread it ever made.
+		h.app.Close()
+		return nil
+	}
+	go h.closeWhenQuiet()
 	return nil
 }

@@ -2,6 +2,7 @@ package caddysnake
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -30,6 +31,9 @@ type stopper struct {
 	bound time.Duration
 	once  sync.Once
 	timer *time.Timer
+	// Requests inside ServeHTTP, and how many ever entered: a reload
+	// closes the app once they stop coming (closeWhenQuiet).
+	inside, entered atomic.Int64
 }
 
 // watchShutdown arms s on the shutdown of the HTTP servers this config
@@ -70,4 +74,33 @@ func (h *Handler) startDrain() {
 			app.Abandon()
 		})
 	})
+}
+
+// A reload cleans the old config's modules up as soon as its servers began
+// to shut down, not once they finished (caddyhttp.App.Stop waits for them
+// only when Caddy exits): a request already read from an old connection
+// may still reach this handler after Cleanup. Closing the app at once
+// would answer it 503; so the app closes once no request is inside and
+// none came for lateQuiet (old connections close after their current
+// request), or after the stop bound at the latest. Worker processes only
+// (see Cleanup): in process, such a request gets 503.
+const (
+	lateQuiet = 250 * time.Millisecond
+	latePoll  = 25 * time.Millisecond
+)
+
+func (h *Handler) closeWhenQuiet() {
+	deadline := time.Now().Add(h.stop.bound)
+	seen, quietSince := h.stop.entered.Load(), time.Now()
+	for time.Now().Before(deadline) {
+		time.Sleep(latePoll)
+		if n := h.stop.entered.Load(); n != seen || h.stop.inside.Load() > 0 {
+			seen, quietSince = n, time.Now()
+			continue
+		}
+		if time.Since(quietSince) >= lateQuiet {
+			break
+		}
+	}
+	h.app.Close()
 }

@@ -127,6 +127,9 @@ type siteOpts struct {
 	globals string
 	// env: extra NAME=value variables for the caddy process.
 	env []string
+	// dir: run caddy from this folder instead of its temp dir, so relative
+	// paths in the sites resolve against it (examples_test.go).
+	dir string
 }
 
 // caddy is one running `caddy run` process.
@@ -293,6 +296,9 @@ func startCaddy(t *testing.T, sites string, opts ...siteOpts) *caddy {
 	}
 	c.cmd = exec.Command(caddyBin, "run", "--config", cfg, "--adapter", "caddyfile")
 	c.cmd.Dir = c.dir
+	if c.opts.dir != "" {
+		c.cmd.Dir = c.opts.dir
+	}
 	c.cmd.Env = append(childEnv(c.dir), c.opts.env...)
 	c.cmd.Stdout = c.log
 	c.cmd.Stderr = c.log

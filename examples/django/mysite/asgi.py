@@ -1,0 +1,9 @@
+"""The ASGI app: `module_asgi "mysite.asgi:application"` in the Caddyfile."""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mysite.settings")
+
+application = get_asgi_application()

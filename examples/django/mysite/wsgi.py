@@ -1,0 +1,9 @@
+"""The WSGI app: `module_wsgi "mysite.wsgi:application"` in the Caddyfile."""
+
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mysite.settings")
+
+application = get_wsgi_application()

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
-	"log"
 	"net"
 	"os"
 	"path/filepath"
@@ -14,6 +13,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
+	"go.uber.org/zap"
 )
 
 // `caddy python-server`: serves one Python app with no Caddyfile, as
@@ -69,10 +69,12 @@ Coming from other servers:
   --workers N                    --processes N (--workers is accepted)
   --blocking-threads (granian)   --threads (WSGI; gunicorn's --threads)
   --reload                       --reload
-  --env-file (uvicorn)           --env-file
+  --env-file / --env-files       --env-file
+  --static-path-mount DIR        --static-path DIR (granian's)
+  --static-path-route /static    --static-route /static (granian's)
   --access-log                   --access-log
   --log-level debug              --debug
-  --ssl-certfile/--ssl-keyfile   --domain (automatic HTTPS)`,
+  --ssl-certfile, --ssl-keyfile  --domain (automatic HTTPS, no files to manage)`,
 		CobraFunc: func(cmd *cobra.Command) {
 			addServerFlags(cmd)
 			cmd.RunE = caddycmd.WrapCommandFuncForCobra(cmdPythonServer)
@@ -100,7 +102,7 @@ func addServerFlags(cmd *cobra.Command) {
 	f.String("host", "", "The host to listen on, with --port (uvicorn's and granian's flag)")
 	f.Int("port", 0, "The port to listen on, with --host (uvicorn's and granian's flag)")
 	f.StringP("domain", "d", "", "Serve this domain name over automatic HTTPS, HTTP/2 and HTTP/3")
-	f.StringP("working-dir", "w", "", "The folder the app's module is imported from (default: the current folder)")
+	f.String("working-dir", "", "The folder the app's module is imported from (default: the current folder; uvicorn's --app-dir)")
 	f.String("venv", "", `The virtual environment whose packages the app uses (default: $VIRTUAL_ENV, else <working-dir>/.venv if present; "none" for none)`)
 	f.Int("threads", 0, "WSGI: threads running the app's requests, per interpreter (default 16)")
 	f.Int("interpreters", 0, "Own-GIL sub-interpreters serving the app (CPython 3.12+; default 0, the main interpreter)")
@@ -129,8 +131,8 @@ func cmdPythonServer(fs caddycmd.Flags) (int, error) {
 		}
 	}
 	if o.Admin == defaultAdmin && !fs.Changed("admin") && !addrFree(o.Admin) {
-		log.Printf("[WARNING] python-server: the admin endpoint's address %s is in use (another caddy?): "+
-			"running without it; pass --admin <addr> for one", o.Admin)
+		caddy.Log().Warn("python-server: the admin endpoint's address is in use (another caddy?): "+
+			"running without it; pass --admin <addr> for one", zap.String("address", o.Admin))
 		o.Admin = "off"
 	}
 	cfg, err := buildServerConfig(o)
@@ -144,8 +146,8 @@ func cmdPythonServer(fs caddycmd.Flags) (int, error) {
 	if o.Domain != "" {
 		scheme = "https"
 	}
-	log.Printf("caddy python-server: serving %s (%s) from %s on %s://%s", o.App, o.Interface, o.WorkingDir,
-		scheme, cmp.Or(o.Domain, o.Listen))
+	caddy.Log().Info(fmt.Sprintf("python-server: serving %s (%s) on %s://%s", o.App, o.Interface, scheme,
+		cmp.Or(o.Domain, o.Listen)), zap.String("working_dir", o.WorkingDir), zap.String("venv", o.Venv))
 	select {}
 }
 

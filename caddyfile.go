@@ -38,6 +38,8 @@ import (
 //		user  <name|uid>              # processes: run the workers as (Caddy must be root)
 //		group <name|gid>              # processes: default, the user's primary group
 //		free_threaded    [on|off]     # require a free-threaded CPython, GIL off
+//		env <name> <value>            # repeatable: the app's environment
+//		env_file <path>               # NAME=value lines (.env)
 //	}
 //
 // The shorthand argument is a WSGI app.
@@ -212,8 +214,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			default:
 				h.ShutdownTimeout = caddy.Duration(dur)
 			}
+		case "env", "env_file":
+			if err := h.unmarshalEnv(d, sub); err != nil {
+				return err
+			}
 		default:
-			return d.Errf("unknown python subdirective %q; allowed: module_wsgi, module_asgi, working_dir, venv, threads, max_wait, request_timeout, request_body_timeout, lifespan, loop, startup_timeout, shutdown_timeout, ws_max_message, ws_compression, interpreters, processes, max_requests, max_requests_jitter, max_memory, memory_limit, user, group, free_threaded", sub)
+			return d.Errf("unknown python subdirective %q; allowed: module_wsgi, module_asgi, working_dir, venv, threads, max_wait, request_timeout, request_body_timeout, lifespan, loop, startup_timeout, shutdown_timeout, ws_max_message, ws_compression, interpreters, processes, max_requests, max_requests_jitter, max_memory, memory_limit, user, group, free_threaded, env, env_file", sub)
 		}
 	}
 	return nil

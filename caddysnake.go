@@ -65,6 +65,8 @@ func init() {
 //		user         www-data                # processes: workers run as (Caddy as root)
 //		group        www-data
 //		free_threaded                        # refuse to start with the GIL on
+//		env         DJANGO_SETTINGS_MODULE mysite.settings   # repeatable
+//		env_file    .env
 //	}
 //
 // CPython starts once per process and lives across config reloads. By
@@ -91,6 +93,25 @@ type Handler struct {
 	// the interpreter's own). It must be built for the Python version this
 	// Caddy is linked against. Default: none.
 	Venv string `json:"venv,omitempty"`
+
+	// Environment variables set for the app before it is imported
+	// (Caddyfile: env NAME value, repeatable), over those of env_file. In
+	// process mode (processes >= 1) they are in each worker process's
+	// environment from its start, so variables CPython reads as it starts
+	// (PYTHONHASHSEED, ...) work too. In Caddy's own process they are set
+	// in os.environ of the app's interpreter(s), which also sets them in
+	// the process environment: every app served there shares it (two such
+	// apps setting one variable to different values are refused at
+	// validate), a variable stays set after a config reload drops it, and
+	// CPython's start-up variables have no effect.
+	Env map[string]string `json:"env,omitempty"`
+
+	// A file of NAME=value lines (a .env file: # comments, blank lines,
+	// optional export and quotes, no ${VAR} expansion) set as env is;
+	// env wins over it. Relative paths are taken from Caddy's working
+	// directory; it is read at each config load, and a bad line fails
+	// validate naming its number.
+	EnvFile string `json:"env_file,omitempty"`
 
 	// How many Python worker threads run the app's requests (per
 	// interpreter), hence at most how many run at once. Requests queue for
@@ -236,6 +257,7 @@ type Handler struct {
 	MemoryLimit int64 `json:"memory_limit,omitempty"`
 
 	workerCred *syscall.Credential // user and group, resolved by checkConfig
+	env        []string            // "NAME=value": env over env_file (env.go)
 
 	app    engine.App
 	logger *zap.Logger
@@ -268,6 +290,12 @@ func resolveTimeout(d caddy.Duration, def time.Duration) time.Duration {
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	if err := h.checkConfig(); err != nil {
+		return err
+	}
+	if err := h.resolveEnv(); err != nil {
+		return err
+	}
+	if err := h.claimSharedEnv(ctx); err != nil {
 		return err
 	}
 	cfg := engine.Config{Interpreters: h.Interpreters, FreeThreaded: h.FreeThreaded}
@@ -310,8 +338,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			Credential:        h.workerCred,
 			StopBound:         h.stop.bound,
 			Exiting:           caddy.Exiting,
+			Env:               h.env,
 		}, h.logger)
 	} else {
+		cfg.Env = h.env
 		app, fields, err = engine.Load(cfg, h.logger)
 	}
 	if err != nil {

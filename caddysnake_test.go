@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -60,7 +61,7 @@ func TestCaddyfileBlock(t *testing.T) {
 	want := Handler{ModuleWSGI: "myapp.wsgi:application", WorkingDir: "/srv/app", Venv: "/srv/app/.venv",
 		Threads: 8, MaxWait: caddy.Duration(2 * time.Second), Interpreters: 3, Processes: 2, FreeThreaded: true,
 		MaxRequests: 1000, MaxRequestsJitter: 50, MaxMemory: 512 << 20, MemoryLimit: 1 << 30, User: "www-data", Group: "33"}
-	if *h != want {
+	if !reflect.DeepEqual(*h, want) {
 		t.Fatalf("got %+v, want %+v", *h, want)
 	}
 }

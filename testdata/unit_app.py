@@ -39,3 +39,11 @@ def stuck(environ, start_response):
         while True:
             pass
     threading.Event().wait()
+
+
+def getenv(environ, start_response):
+    # os.environ as the app sees it: /NAME answers NAME's value (env_test.go).
+    import os
+
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [os.environ.get(environ["PATH_INFO"][1:], "<unset>").encode()]

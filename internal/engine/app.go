@@ -34,6 +34,9 @@ type Config struct {
 	Interpreters int
 	// Refuse an app whose import turned the GIL back on.
 	FreeThreaded bool
+	// "NAME=value" variables set in os.environ of each interpreter before
+	// the app is imported (the env and env_file settings).
+	Env []string `json:",omitempty"`
 }
 
 // Load starts CPython if need be and loads the app as cfg says. The fields
@@ -56,6 +59,10 @@ func Load(cfg Config, logger *zap.Logger) (App, []zap.Field, error) {
 	var gil []string
 	var gilMu sync.Mutex
 	insts, err := loadInstances(cfg.Interpreters, func(it *interpreter) (App, error) {
+		if err := it.setEnviron(cfg.Env); err != nil {
+			it.end()
+			return nil, err
+		}
 		app, err := load(it)
 		if err != nil {
 			return nil, err

@@ -96,6 +96,10 @@ int caddysnake_interp_end(cs_interp *ci);
 PyObject *caddysnake_load_app(cs_interp *ci, const char *target, const char *working_dir,
                               const char *venv, char **err);
 
+// On ci's owner thread: calls caddysnake.prepare.<func>(arg) and returns
+// its str result, malloc'd; or NULL with *err set to a malloc'd message.
+char *caddysnake_call_prepare(cs_interp *ci, const char *func, const char *arg, char **err);
+
 // On ci's owner thread: the GIL state after the app loaded ("" for a build
 // with a GIL; "disabled"; "enabled by module X"; "enabled"). Malloc'd.
 char *caddysnake_gil_status(cs_interp *ci);

@@ -473,8 +473,10 @@ func (h *Handler) checkConfig() error {
 // engine's errors as Caddy errors.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
 	h.stop.entered.Add(1)
-	h.stop.inside.Add(1)
-	defer h.stop.inside.Add(-1)
+	if !isUpgrade(r) { // a WebSocket stays inside for its life: not counted
+		h.stop.inside.Add(1)
+		defer h.stop.inside.Add(-1)
+	}
 	var via nethttp.Via
 	if orig, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request); ok {
 		via.OriginalURL = orig.URL

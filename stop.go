@@ -1,6 +1,7 @@
 package caddysnake
 
 import (
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -82,7 +83,8 @@ func (h *Handler) startDrain() {
 // may still reach this handler after Cleanup. Closing the app at once
 // would answer it 503; so the app closes once no request is inside and
 // none came for lateQuiet (old connections close after their current
-// request), or after the stop bound at the latest. Worker processes only
+// request), or after the stop bound at the latest. WebSockets are not
+// waited for: the app's close is what closes them (1001). Worker processes only
 // (see Cleanup): in process, such a request gets 503.
 const (
 	lateQuiet = 250 * time.Millisecond
@@ -103,4 +105,10 @@ func (h *Handler) closeWhenQuiet() {
 		}
 	}
 	h.app.Close()
+}
+
+// isUpgrade: an HTTP/1.1 upgrade or an HTTP/2 extended CONNECT (a
+// WebSocket), which a reload closes (1001) when the app closes.
+func isUpgrade(r *http.Request) bool {
+	return r.Method == http.MethodConnect || r.Header.Get("Upgrade") != ""
 }

@@ -60,7 +60,10 @@ func Run(conn io.ReadWriteCloser, cfg engine.Config, logger *zap.Logger) int {
 	if err != nil {
 		_ = s.wr.WriteFrame(FrameLoadFail, 0, 0, false, []byte(err.Error()))
 		s.wr.Stop()
-		logger.Error("python worker: the app did not load", zap.Error(err))
+		// Caddy logs the error it gets in FrameLoadFail (start-up,
+		// restart, recycle, watch reload): logged here too, the
+		// traceback would appear twice.
+		logger.Debug("python worker: the app did not load", zap.Error(err))
 		return 1
 	}
 	s.app = app

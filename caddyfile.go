@@ -37,6 +37,7 @@ import (
 //		user  <name|uid>              # processes: run the workers as (Caddy must be root)
 //		group <name|gid>              # processes: default, the user's primary group
 //		free_threaded    [on|off]     # require a free-threaded CPython, GIL off
+//		watch            [<glob>...]  # reload on change; default *.py under working_dir
 //	}
 //
 // The shorthand argument is a WSGI app.
@@ -153,6 +154,14 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("max_memory: expected a size such as 512MiB or 1GB, got %q", d.Val())
 			}
 			h.MaxMemory = int64(n)
+		case "watch":
+			// Alone: the default globs, written out so that the JSON
+			// (where the field is omitted when empty) keeps it.
+			globs := d.RemainingArgs()
+			if len(globs) == 0 {
+				globs = DefaultWatchGlobs
+			}
+			h.Watch = append(h.Watch, globs...)
 		case "free_threaded":
 			h.FreeThreaded = true
 			if d.NextArg() {
@@ -203,7 +212,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				h.ShutdownTimeout = caddy.Duration(dur)
 			}
 		default:
-			return d.Errf("unknown python subdirective %q; allowed: module_wsgi, module_asgi, working_dir, venv, threads, max_wait, request_timeout, request_body_timeout, lifespan, loop, startup_timeout, shutdown_timeout, ws_max_message, ws_compression, interpreters, processes, max_requests, max_requests_jitter, max_memory, user, group, free_threaded", sub)
+			return d.Errf("unknown python subdirective %q; allowed: module_wsgi, module_asgi, working_dir, venv, threads, max_wait, request_timeout, request_body_timeout, lifespan, loop, startup_timeout, shutdown_timeout, ws_max_message, ws_compression, interpreters, processes, max_requests, max_requests_jitter, max_memory, user, group, free_threaded, watch", sub)
 		}
 	}
 	return nil

@@ -27,6 +27,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddysnake/caddysnake/internal/engine"
 	"github.com/caddysnake/caddysnake/internal/nethttp"
+	"github.com/caddysnake/caddysnake/internal/watch"
 	"github.com/caddysnake/caddysnake/internal/worker"
 	"go.uber.org/zap"
 )
@@ -64,6 +65,7 @@ func init() {
 //		user         www-data                # processes: workers run as (Caddy as root)
 //		group        www-data
 //		free_threaded                        # refuse to start with the GIL on
+//		watch        *.py templates/**       # reload on change (development)
 //	}
 //
 // CPython starts once per process and lives across config reloads. By
@@ -218,7 +220,25 @@ type Handler struct {
 	User  string `json:"user,omitempty"`
 	Group string `json:"group,omitempty"`
 
-	workerCred *syscall.Credential // user and group, resolved by checkConfig
+	// Reload the app when its files change (development): the files
+	// these globs match, polled every half second; a burst of saves is
+	// one reload. A glob without a slash matches file names in any folder
+	// ("*.py"); one with a slash matches paths, "**" spanning folders;
+	// relative globs are taken from working_dir (else Caddy's working
+	// directory). Hidden folders, venv, __pycache__, node_modules,
+	// site-packages and the app's venv are not walked. An empty list
+	// means ["*.py"]; absent, nothing is watched. A watched app is served
+	// from worker processes (processes 0 becomes 1: the main interpreter
+	// cannot re-import an app cleanly); a reload starts new workers, and
+	// once they all loaded the app the old ones drain their requests in
+	// flight. A reload that fails (a syntax or import error) keeps the old
+	// workers serving and logs the traceback once; the next change tries
+	// again.
+	Watch []string `json:"watch,omitempty"`
+
+	workerCred  *syscall.Credential // user and group, resolved by checkConfig
+	watcher     *watch.Watcher
+	watchForced bool // processes 0 served as 1 for watch
 
 	app    engine.App
 	logger *zap.Logger
@@ -250,6 +270,7 @@ func resolveTimeout(d caddy.Duration, def time.Duration) time.Duration {
 // loops.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
+	h.watchProcesses()
 	if err := h.checkConfig(); err != nil {
 		return err
 	}
@@ -292,6 +313,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			Credential:        h.workerCred,
 			StopBound:         h.stop.bound,
 			Exiting:           caddy.Exiting,
+			Env:               h.watchEnv(),
 		}, h.logger)
 	} else {
 		app, fields, err = engine.Load(cfg, h.logger)
@@ -300,7 +322,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.app = app
-	h.logger.Info("python app ready", fields...)
+	h.logger.Info("python app ready", append(fields, h.watchFields()...)...)
+	h.startWatch()
 	return nil
 }
 
@@ -410,7 +433,7 @@ func (h *Handler) checkConfig() error {
 			return fmt.Errorf("python: %s %v is under a second: use at least 1s, or off to disable it", t.name, time.Duration(t.d))
 		}
 	}
-	return nil
+	return h.checkWatch()
 }
 
 // ServeHTTP hands the request to the app with what Caddy knows of it
@@ -441,9 +464,11 @@ func caddyError(err error) error {
 // Cleanup stops the app's threads once they finish their current requests
 // (on config reload or stop).
 func (h *Handler) Cleanup() error {
+	h.stopWatch()
 	if h.app != nil {
 		h.startDrain()
 		h.app.Close()
 	}
+	h.waitWatch()
 	return nil
 }

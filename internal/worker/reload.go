@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/caddysnake/caddysnake/internal/engine"
 	"go.uber.org/zap"
 )
 
@@ -15,12 +16,13 @@ import (
 // requests in flight, as a recycle does. If one replacement fails to load
 // (a syntax error), all are stopped, the old workers keep serving, and the
 // load error (its traceback) is returned for the caller to log once: there
-// is no retry, the next change tries again.
+// is no retry, the next change tries again. engine.ErrStopped: the pool
+// closed meanwhile.
 func (p *Pool) Reload() error {
 	p.mu.Lock()
 	if p.closing {
 		p.mu.Unlock()
-		return errors.New("python: the app is closing")
+		return engine.ErrStopped
 	}
 	slots := append([]*slot(nil), p.slots...)
 	p.mu.Unlock()
@@ -46,8 +48,8 @@ func (p *Pool) Reload() error {
 	}
 	err := firstError(errs)
 	p.mu.Lock()
-	if err == nil && p.closing {
-		err = errors.New("python: the app is closing")
+	if p.closing {
+		err = engine.ErrStopped // not the app's failure: Caddy reloads or stops
 	}
 	if err != nil {
 		p.mu.Unlock()

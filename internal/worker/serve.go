@@ -33,9 +33,14 @@ var (
 	hostOnce      sync.Once
 )
 
+// ExitLoadFailed is a worker's exit code when the app did not load: Caddy
+// logs why (FrameLoadFail), so the worker exits without a word.
+const ExitLoadFailed = 3
+
 // Run loads the app cfg describes and serves conn (the worker's end of the
 // socket pair) until Caddy says stop or goes away; it returns the worker's
-// exit code: 0 after a drain or EOF, 1 if the app did not load.
+// exit code: 0 after a drain or EOF, ExitLoadFailed if the app did not
+// load, 1 if Caddy could not be told it did.
 func Run(conn io.ReadWriteCloser, cfg engine.Config, logger *zap.Logger) int {
 	hostOnce.Do(func() {
 		engine.Host(workerExiting.Load, func() *zap.Logger { return logger })
@@ -64,7 +69,7 @@ func Run(conn io.ReadWriteCloser, cfg engine.Config, logger *zap.Logger) int {
 		// restart, recycle, watch reload): logged here too, the
 		// traceback would appear twice.
 		logger.Debug("python worker: the app did not load", zap.Error(err))
-		return 1
+		return ExitLoadFailed
 	}
 	s.app = app
 	if err := s.wr.WriteFrame(FrameReady, 0, 0, true, readyPayload(fields)); err != nil {

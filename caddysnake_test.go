@@ -134,7 +134,7 @@ func TestProvisionErrors(t *testing.T) {
 		{Handler{ModuleWSGI: "unit_app:hello", WorkingDir: testdata, User: "nobody"}, "user and group apply to worker processes"},
 		{Handler{ModuleWSGI: "unit_app:hello", WorkingDir: testdata, Processes: 1, User: "no-such-user-xyz"}, `user "no-such-user-xyz": user: unknown user`},
 		{Handler{ModuleWSGI: "unit_app:hello", WorkingDir: testdata, Processes: 1, Group: "no-such-group-xyz"}, `group "no-such-group-xyz": group: unknown group`},
-		{Handler{ModuleWSGI: "unit_app:hello", WorkingDir: testdata, Watch: []string{"[bad"}}, `watch: glob "[bad": syntax error in pattern`},
+		{Handler{ModuleWSGI: "unit_app:hello", WorkingDir: testdata, Watch: []string{"[bad"}}, `python: watch: glob "[bad": syntax error in pattern`},
 	} {
 		h := tc.h
 		err := provision(t, &h)

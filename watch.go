@@ -2,6 +2,7 @@ package caddysnake
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 
@@ -72,7 +73,7 @@ func (h *Handler) checkWatch() error {
 	}
 	w, err := watch.New(watch.Options{Base: base, Globs: globs, Skip: skip, Warn: warn})
 	if err != nil {
-		return err
+		return fmt.Errorf("python: %v", err)
 	}
 	h.watcher = w
 	return nil

@@ -40,6 +40,7 @@ import (
 //		free_threaded    [on|off]     # require a free-threaded CPython, GIL off
 //		env <name> <value>            # repeatable: the app's environment
 //		env_file <path>               # NAME=value lines (.env)
+//		watch            [<glob>...]  # reload on change; default *.py under working_dir
 //	}
 //
 // The shorthand argument is a WSGI app.
@@ -165,6 +166,14 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("memory_limit: expected a size such as 1GiB or 512MiB, got %q", d.Val())
 			}
 			h.MemoryLimit = int64(n)
+		case "watch":
+			// Alone: the default globs, written out so that the JSON
+			// (where the field is omitted when empty) keeps it.
+			globs := d.RemainingArgs()
+			if len(globs) == 0 {
+				globs = DefaultWatchGlobs
+			}
+			h.Watch = append(h.Watch, globs...)
 		case "free_threaded":
 			h.FreeThreaded = true
 			if d.NextArg() {
@@ -219,7 +228,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 		default:
-			return d.Errf("unknown python subdirective %q; allowed: module_wsgi, module_asgi, working_dir, venv, threads, max_wait, request_timeout, request_body_timeout, lifespan, loop, startup_timeout, shutdown_timeout, ws_max_message, ws_compression, interpreters, processes, max_requests, max_requests_jitter, max_memory, memory_limit, user, group, free_threaded, env, env_file", sub)
+			return d.Errf("unknown python subdirective %q; allowed: module_wsgi, module_asgi, working_dir, venv, threads, max_wait, request_timeout, request_body_timeout, lifespan, loop, startup_timeout, shutdown_timeout, ws_max_message, ws_compression, interpreters, processes, max_requests, max_requests_jitter, max_memory, memory_limit, user, group, free_threaded, env, env_file, watch", sub)
 		}
 	}
 	return nil

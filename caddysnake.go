@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -27,6 +28,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddysnake/caddysnake/internal/engine"
 	"github.com/caddysnake/caddysnake/internal/nethttp"
+	"github.com/caddysnake/caddysnake/internal/watch"
 	"github.com/caddysnake/caddysnake/internal/worker"
 	"go.uber.org/zap"
 )
@@ -67,6 +69,7 @@ func init() {
 //		free_threaded                        # refuse to start with the GIL on
 //		env         DJANGO_SETTINGS_MODULE mysite.settings   # repeatable
 //		env_file    .env
+//		watch        *.py templates/**       # reload on change (development)
 //	}
 //
 // CPython starts once per process and lives across config reloads. By
@@ -256,8 +259,26 @@ type Handler struct {
 	// 1GiB. Default: 0, no cap.
 	MemoryLimit int64 `json:"memory_limit,omitempty"`
 
-	workerCred *syscall.Credential // user and group, resolved by checkConfig
-	env        []string            // "NAME=value": env over env_file (env.go)
+	// Reload the app when its files change (development): the files
+	// these globs match, polled every half second; a burst of saves is
+	// one reload. A glob without a slash matches file names in any folder
+	// ("*.py"); one with a slash matches paths, "**" spanning folders;
+	// relative globs are taken from working_dir (else Caddy's working
+	// directory). Hidden folders, venv, __pycache__, node_modules,
+	// site-packages and the app's venv are not walked. An empty list
+	// means ["*.py"]; absent, nothing is watched. A watched app is served
+	// from worker processes (processes 0 becomes 1: the main interpreter
+	// cannot re-import an app cleanly); a reload starts new workers, and
+	// once they all loaded the app the old ones drain their requests in
+	// flight. A reload that fails (a syntax or import error) keeps the old
+	// workers serving and logs the traceback once; the next change tries
+	// again.
+	Watch []string `json:"watch,omitempty"`
+
+	workerCred  *syscall.Credential // user and group, resolved by checkConfig
+	env         []string            // "NAME=value": env over env_file (env.go)
+	watcher     *watch.Watcher
+	watchForced bool // processes 0 served as 1 for watch
 
 	app    engine.App
 	logger *zap.Logger
@@ -289,6 +310,7 @@ func resolveTimeout(d caddy.Duration, def time.Duration) time.Duration {
 // loops.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
+	h.watchProcesses()
 	if err := h.checkConfig(); err != nil {
 		return err
 	}
@@ -338,7 +360,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			Credential:        h.workerCred,
 			StopBound:         h.stop.bound,
 			Exiting:           caddy.Exiting,
-			Env:               h.env,
+			Env:               slices.Concat(h.env, h.watchEnv()),
 		}, h.logger)
 	} else {
 		cfg.Env = h.env
@@ -348,7 +370,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.app = app
-	h.logger.Info("python app ready", fields...)
+	h.logger.Info("python app ready", append(fields, h.watchFields()...)...)
+	h.startWatch()
 	return nil
 }
 
@@ -464,7 +487,7 @@ func (h *Handler) checkConfig() error {
 			return fmt.Errorf("python: %s %v is under a second: use at least 1s, or off to disable it", t.name, time.Duration(t.d))
 		}
 	}
-	return nil
+	return h.checkWatch()
 }
 
 // ServeHTTP hands the request to the app with what Caddy knows of it
@@ -500,14 +523,17 @@ func caddyError(err error) error {
 // Cleanup stops the app's threads once they finish their current requests
 // (on config reload or stop).
 func (h *Handler) Cleanup() error {
+	h.stopWatch()
+	defer h.waitWatch()
 	if h.app == nil {
 		return nil
 	}
 	h.startDrain()
-	if caddy.Exiting() || h.stop == nil || h.stop.entered.Load() == 0 || h.Processes == 0 {
+	if caddy.Exiting() || h.stop == nil || h.stop.entered.Load() == 0 || h.Processes == 0 || h.Watch != nil {
 		// The servers are done (stop), or never served this app. In
 		// process the app closes at once too: its threads would overlap
-		// the new app's, and Go keeps every thread it ever made.
+		// the new app's, and Go keeps every thread it ever made. A
+		// watched app too: its close cuts a reload under way short.
 		h.app.Close()
 		return nil
 	}

@@ -3,6 +3,7 @@ package caddysnake
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -138,6 +139,7 @@ func TestProvisionErrors(t *testing.T) {
 		{Handler{ModuleWSGI: "unit_app:hello", WorkingDir: testdata, User: "nobody"}, "user and group apply to worker processes"},
 		{Handler{ModuleWSGI: "unit_app:hello", WorkingDir: testdata, Processes: 1, User: "no-such-user-xyz"}, `user "no-such-user-xyz": user: unknown user`},
 		{Handler{ModuleWSGI: "unit_app:hello", WorkingDir: testdata, Processes: 1, Group: "no-such-group-xyz"}, `group "no-such-group-xyz": group: unknown group`},
+		{Handler{ModuleWSGI: "unit_app:hello", WorkingDir: testdata, Watch: []string{"[bad"}}, `python: watch: glob "[bad": syntax error in pattern`},
 	} {
 		h := tc.h
 		err := provision(t, &h)
@@ -363,5 +365,43 @@ func TestWorkerUserNeedsRoot(t *testing.T) {
 	}
 	if cred.Uid == 0 || cred.Gid == 0 {
 		t.Fatalf("nobody: %+v, want its own uid and primary gid", cred)
+	}
+}
+
+func TestCaddyfileWatch(t *testing.T) {
+	for _, tc := range []struct {
+		input string
+		want  []string
+	}{
+		{"python {\n\twatch\n}", []string{"*.py"}},
+		{"python {\n\twatch *.py templates/**\n\twatch conf.toml\n}", []string{"*.py", "templates/**", "conf.toml"}},
+		{"python {\n\tthreads 2\n}", nil},
+	} {
+		h, err := parse(t, tc.input)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(h.Watch, tc.want) {
+			t.Errorf("%q: Watch = %q, want %q", tc.input, h.Watch, tc.want)
+		}
+	}
+	// JSON: present and empty means the default globs; absent, no watch.
+	var j Handler
+	if err := json.Unmarshal([]byte(`{"module_wsgi":"a:b","watch":[]}`), &j); err != nil {
+		t.Fatal(err)
+	}
+	if j.Watch == nil || !reflect.DeepEqual(j.watchGlobs(), DefaultWatchGlobs) {
+		t.Errorf(`"watch": [] gives %#v, globs %q`, j.Watch, j.watchGlobs())
+	}
+	// A watched app is served from one worker process, not Caddy's own.
+	h := Handler{ModuleWSGI: "a:b", Watch: []string{}}
+	h.watchProcesses()
+	if h.Processes != 1 || !h.watchForced {
+		t.Errorf("watch with processes 0: processes %d, want 1", h.Processes)
+	}
+	h = Handler{ModuleWSGI: "a:b", Watch: []string{}, Processes: 3}
+	h.watchProcesses()
+	if h.Processes != 3 || h.watchForced {
+		t.Errorf("watch with processes 3: processes %d, want 3", h.Processes)
 	}
 }

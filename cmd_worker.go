@@ -54,6 +54,9 @@ func cmdPythonWorker(caddycmd.Flags) (int, error) {
 	defer startWorkerProfile(logger)()
 	code := worker.Run(conn, cfg, logger)
 	_ = logger.Sync()
+	if code == worker.ExitLoadFailed {
+		return code, nil // Caddy logs the load error (a status over 1 exits quietly)
+	}
 	if code != 0 {
 		return code, fmt.Errorf("python worker: exiting with status %d", code)
 	}

@@ -91,7 +91,7 @@ func pythonHandlerJSON(o serverOptions) (json.RawMessage, error) {
 		if !handlerHasSetting(watchSetting) {
 			return nil, errors.New("python-server: --reload is not supported yet by this build (it has no watch setting)")
 		}
-		m[watchSetting] = []string{}
+		m[watchSetting] = DefaultWatchGlobs
 	}
 	return json.Marshal(m)
 }

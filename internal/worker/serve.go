@@ -33,9 +33,14 @@ var (
 	hostOnce      sync.Once
 )
 
+// ExitLoadFailed is a worker's exit code when the app did not load: Caddy
+// logs why (FrameLoadFail), so the worker exits without a word.
+const ExitLoadFailed = 3
+
 // Run loads the app cfg describes and serves conn (the worker's end of the
 // socket pair) until Caddy says stop or goes away; it returns the worker's
-// exit code: 0 after a drain or EOF, 1 if the app did not load.
+// exit code: 0 after a drain or EOF, ExitLoadFailed if the app did not
+// load, 1 if Caddy could not be told it did.
 func Run(conn io.ReadWriteCloser, cfg engine.Config, logger *zap.Logger) int {
 	hostOnce.Do(func() {
 		engine.Host(workerExiting.Load, func() *zap.Logger { return logger })
@@ -68,8 +73,11 @@ func Run(conn io.ReadWriteCloser, cfg engine.Config, logger *zap.Logger) int {
 	if err != nil {
 		_ = s.wr.WriteFrame(FrameLoadFail, 0, 0, false, []byte(err.Error()))
 		s.wr.Stop()
-		logger.Error("python worker: the app did not load", zap.Error(err))
-		return 1
+		// Caddy logs the error it gets in FrameLoadFail (start-up,
+		// restart, recycle, watch reload): logged here too, the
+		// traceback would appear twice.
+		logger.Debug("python worker: the app did not load", zap.Error(err))
+		return ExitLoadFailed
 	}
 	s.app = app
 	fields = append(append(fields, memFields...), memoryUsedField()...)

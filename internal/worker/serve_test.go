@@ -287,8 +287,8 @@ func TestWorkerLoadFailure(t *testing.T) {
 	if f.Type != FrameLoadFail || !strings.Contains(string(f.Payload), "no_such_module_here") {
 		t.Fatalf("first frame: type %d %q, want FrameLoadFail naming the module", f.Type, f.Payload)
 	}
-	if code := c.exitCode(5 * time.Second); code != 1 {
-		t.Fatalf("exit code after a failed load: %d, want 1", code)
+	if code := c.exitCode(5 * time.Second); code != ExitLoadFailed {
+		t.Fatalf("exit code after a failed load: %d, want %d", code, ExitLoadFailed)
 	}
 }
 

@@ -236,3 +236,36 @@ func TestEnvConflictInProcessFailsValidate(t *testing.T) {
 		t.Fatalf("validate: %v\n%s", err, out)
 	}
 }
+
+// --reload: python-server run from an app's folder serves an edit of the
+// app within 5 s (the app's watch setting, default *.py).
+func TestPythonServerReloadServesAnEdit(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	src := func(v string) []byte {
+		return []byte("def app(environ, start_response):\n" +
+			"    start_response('200 OK', [('Content-Type', 'text/plain')])\n" +
+			"    return [b'" + v + "']\n")
+	}
+	if err := os.WriteFile(filepath.Join(dir, "app.py"), src("v1"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := startPythonServer(t, dir, "--app", "app:app", "--reload")
+	if got := string(c.get(t, "/", 200)); got != "v1" {
+		t.Fatalf("before the edit: %q", got)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "app.py"), src("v2"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		status, b, err := c.fetch("GET", "/", nil)
+		if err == nil && status == 200 && string(b) == "v2" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("5 s after the edit: %d %q %v, want 200 \"v2\"", status, b, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

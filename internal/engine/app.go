@@ -34,6 +34,9 @@ type Config struct {
 	Interpreters int
 	// Refuse an app whose import turned the GIL back on.
 	FreeThreaded bool
+	// Stats, if set, gets the app's counters (stats.go); not sent to
+	// worker processes.
+	Stats *Stats `json:"-"`
 }
 
 // Load starts CPython if need be and loads the app as cfg says. The fields
@@ -49,7 +52,13 @@ func Load(cfg Config, logger *zap.Logger) (App, []zap.Field, error) {
 	} else {
 		o := cfg.WSGI
 		target, kind = o.Target, "module_wsgi"
-		load = func(it *interpreter) (App, error) { return LoadWSGI(it, *o, logger) }
+		load = func(it *interpreter) (App, error) {
+			app, err := LoadWSGI(it, *o, logger)
+			if err == nil {
+				app.pool.observe(cfg.Stats, o.Threads)
+			}
+			return app, err
+		}
 		fields = []zap.Field{zap.Int("threads_each", o.Threads), zap.Duration("max_wait", o.MaxWait),
 			zap.Duration("request_timeout", o.Timeout), zap.Duration("request_body_timeout", o.BodyTimeout)}
 	}

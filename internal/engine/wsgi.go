@@ -184,12 +184,27 @@ func (req *wsgiRequest) run(s *slot) (int, error) {
 	mark := uint64(s.handle())
 	s.run.Store(mark) // for the watcher (wsgi_timeouts.go)
 	defer s.run.Store(0)
+	st := req.app.pool.stats
+	var queuedAt int64
+	if st != nil {
+		// For the admin view and queue_wait (wsgi_stats.go): the thread
+		// that takes the job stamps it, and probe reads the stamp.
+		s.track.Store(req.r.Track)
+		defer s.track.Store(nil)
+		queuedAt = int64(C.caddysnake_now_ns())
+	}
 	if err := req.app.pool.submit(s, s.marshal(req.r), bodyLen, req.r.Done); err != nil {
+		if st != nil {
+			st.QueueWait.Observe(time.Duration(int64(C.caddysnake_now_ns()) - queuedAt))
+		}
 		return 0, err
 	}
 	rc := req.collect(s, mark)
 	if req.lost {
 		return rc, nil
+	}
+	if started := int64(s.job.started_ns); st != nil && started >= queuedAt { // the job is over: a plain read
+		st.QueueWait.Observe(time.Duration(started - queuedAt))
 	}
 	if s.job.interrupted != 0 { // final now: the job finished (a plain read, no cgo call)
 		req.interruptedJob(s)

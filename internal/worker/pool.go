@@ -39,6 +39,8 @@ type Options struct {
 	MaxMemory         int64
 	// Credential, if set, is the user and group the workers run as.
 	Credential *syscall.Credential
+	// Stats, if set, counts restarts and crashes (admin.go).
+	Stats *engine.Stats
 }
 
 // Restart rules: a worker that dies is started again after a back-off
@@ -66,6 +68,7 @@ type Pool struct {
 	// escalateGrace) has its worker replaced; 0: request_timeout is off.
 	stuckAfter      time.Duration
 	shutdownTimeout time.Duration
+	threads         int // per worker (WSGI), for the admin view
 
 	mu      sync.Mutex
 	slots   []*slot
@@ -119,7 +122,7 @@ func Start(cfg engine.Config, opts Options, logger *zap.Logger) (engine.App, []z
 			p.stuckAfter = o.RequestTimeout + escalateGrace
 		}
 	} else {
-		p.name, p.bodyTimeout = cfg.WSGI.Target, cfg.WSGI.BodyTimeout
+		p.name, p.bodyTimeout, p.threads = cfg.WSGI.Target, cfg.WSGI.BodyTimeout, cfg.WSGI.Threads
 		if cfg.WSGI.Timeout > 0 {
 			p.stuckAfter = cfg.WSGI.Timeout + escalateGrace
 		}
@@ -239,6 +242,9 @@ func (p *Pool) exited(pr *proc) {
 	if !serving {
 		return // a start that failed: restart or Start logs it
 	}
+	if st := p.opts.Stats; st != nil {
+		st.Crashes.Add(1)
+	}
 	p.logger.Error("python: worker process died; its requests in flight failed", fields...)
 	if restart {
 		go p.restart(sl, time.Since(pr.readyAt))
@@ -278,6 +284,7 @@ func (p *Pool) restart(sl *slot, lived time.Duration) {
 			}
 			sl.cur, sl.failures = pr, 0
 			p.mu.Unlock()
+			p.countRestart()
 			p.logger.Info("python: worker process restarted", zap.String("app", p.name),
 				zap.Int("pid", pr.pid), zap.Duration("backoff", sl.backoff))
 			return
@@ -340,6 +347,9 @@ func (p *Pool) Serve(r *engine.Request, w engine.ResponseWriter) error {
 		pr := p.pick()
 		if pr == nil {
 			break
+		}
+		if r.Track != nil {
+			r.Track.Pid.Store(int64(pr.pid))
 		}
 		err := pr.serve(r, w, p.bodyTimeout)
 		if err != errDeadBeforeOpen {

@@ -28,6 +28,7 @@ import (
 	"github.com/caddysnake/caddysnake/internal/engine"
 	"github.com/caddysnake/caddysnake/internal/nethttp"
 	"github.com/caddysnake/caddysnake/internal/worker"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 )
 
@@ -223,6 +224,10 @@ type Handler struct {
 	app    engine.App
 	logger *zap.Logger
 	stop   *stopper
+
+	// Metrics and the admin API (observe.go, admin.go).
+	stats      *engine.Stats
+	metricsReg *prometheus.Registry
 }
 
 // CaddyModule returns the Caddy module information.
@@ -279,6 +284,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			BodyTimeout: resolveTimeout(h.RequestBodyTimeout, engine.DefaultRequestBodyTimeout),
 		}
 	}
+	h.stats = new(engine.Stats)
+	cfg.Stats = h.stats
 	h.watchShutdown(ctx)
 	var app engine.App
 	var fields []zap.Field
@@ -292,6 +299,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			Credential:        h.workerCred,
 			StopBound:         h.stop.bound,
 			Exiting:           caddy.Exiting,
+			Stats:             h.stats,
 		}, h.logger)
 	} else {
 		app, fields, err = engine.Load(cfg, h.logger)
@@ -300,6 +308,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.app = app
+	if err := h.observe(ctx.GetMetricsRegistry()); err != nil {
+		h.logger.Warn("python: the app's metrics could not be registered", zap.Error(err))
+	}
 	h.logger.Info("python app ready", fields...)
 	return nil
 }
@@ -423,6 +434,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 		via.OriginalURL = orig.URL
 	}
 	via.ClientIP, _ = caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
+	via.Stats = h.stats
 	return caddyError(nethttp.Serve(h.app, w, r, via, h.ModuleASGI != "", h.logger))
 }
 
@@ -442,6 +454,7 @@ func caddyError(err error) error {
 // (on config reload or stop).
 func (h *Handler) Cleanup() error {
 	if h.app != nil {
+		h.unobserve()
 		h.startDrain()
 		h.app.Close()
 	}

@@ -185,17 +185,15 @@ func (req *wsgiRequest) run(s *slot) (int, error) {
 	s.run.Store(mark) // for the watcher (wsgi_timeouts.go)
 	defer s.run.Store(0)
 	st := req.app.pool.stats
-	var queuedAt int64
 	if st != nil {
-		// For the admin view and queue_wait (wsgi_stats.go): the thread
-		// that takes the job stamps it, and probe reads the stamp.
+		// For the admin view (wsgi_stats.go): probe finds the request's
+		// Inflight here once a thread took the job.
 		s.track.Store(req.r.Track)
 		defer s.track.Store(nil)
-		queuedAt = int64(C.caddysnake_now_ns())
 	}
 	if err := req.app.pool.submit(s, s.marshal(req.r), bodyLen, req.r.Done); err != nil {
-		if st != nil {
-			st.QueueWait.Observe(time.Duration(int64(C.caddysnake_now_ns()) - queuedAt))
+		if st != nil && err == ErrBusy {
+			st.QueueWait.Observe(req.app.pool.maxWait) // it waited that long, in vain
 		}
 		return 0, err
 	}
@@ -203,8 +201,10 @@ func (req *wsgiRequest) run(s *slot) (int, error) {
 	if req.lost {
 		return rc, nil
 	}
-	if started := int64(s.job.started_ns); st != nil && started >= queuedAt { // the job is over: a plain read
-		st.QueueWait.Observe(time.Duration(started - queuedAt))
+	// The job is over: its clock stamps (C's, taken as it was queued and
+	// taken) are plain reads.
+	if started := int64(s.job.started_ns); st != nil && started >= int64(s.job.queued_ns) {
+		st.QueueWait.Observe(time.Duration(started - int64(s.job.queued_ns)))
 	}
 	if s.job.interrupted != 0 { // final now: the job finished (a plain read, no cgo call)
 		req.interruptedJob(s)

@@ -203,3 +203,26 @@ http://127.0.0.1:{{PORT2}} {
 			c.scrape(t)[`caddysnake_open_websockets{`+ws+`}`], c.scrape(t)[`caddysnake_requests_total{`+ws+`,class="1xx"}`])
 	}
 }
+
+// A worker that dies unasked counts as a crash, and its replacement as a
+// restart; total_workers is back to 2 once it is ready (procSite sets
+// processes 2 in both suite modes).
+func TestMetricsWorkerCrashAndRestart(t *testing.T) {
+	c := startCaddy(t, procSite(t, false))
+	const app = `app="wsgi_procs:app"`
+	if status, _, err := c.fetch("GET", "/exit", nil); err == nil && status == 200 {
+		t.Fatalf("GET /exit answered 200: the worker did not die")
+	}
+	var m map[string]float64
+	ok := waitFor(15*time.Second, func() bool {
+		m = c.scrape(t)
+		return m[`caddysnake_worker_restarts_total{`+app+`}`] == 1 && m[`caddysnake_total_workers{`+app+`}`] == 2
+	})
+	if !ok {
+		t.Errorf("after a worker died: restarts %v, workers %v; want 1 and 2",
+			m[`caddysnake_worker_restarts_total{`+app+`}`], m[`caddysnake_total_workers{`+app+`}`])
+	}
+	if got := metric(t, m, `caddysnake_worker_crashes_total{`+app+`}`); got != 1 {
+		t.Errorf("worker_crashes_total = %v, want 1", got)
+	}
+}

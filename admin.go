@@ -44,7 +44,8 @@ func (AdminAPI) Routes() []caddy.AdminRoute {
 // appView is one app in GET /python/apps.
 type appView struct {
 	App       string `json:"app"`
-	Interface string `json:"interface"` // wsgi or asgi
+	Server    string `json:"server,omitempty"` // Caddy's server name (srv0, ...)
+	Interface string `json:"interface"`        // wsgi or asgi
 	// Mode: "in-process" (Caddy's own process) or "processes".
 	Mode         string `json:"mode"`
 	Interpreters int    `json:"interpreters"` // per process; 0: the main one
@@ -112,7 +113,7 @@ func serveApps(w http.ResponseWriter, r *http.Request) error {
 // view describes h as GET /python/apps does.
 func (h *Handler) view(now time.Time) appView {
 	st := h.stats
-	v := appView{App: h.appName(), Interface: "wsgi", Mode: "in-process", Interpreters: h.Interpreters,
+	v := appView{App: h.appName(), Server: h.serverName, Interface: "wsgi", Mode: "in-process", Interpreters: h.Interpreters,
 		InFlight: st.InFlight.Load(), WebSockets: st.WebSockets.Load()}
 	asgi := h.ModuleASGI != ""
 	if asgi {

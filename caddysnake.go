@@ -225,9 +225,11 @@ type Handler struct {
 	logger *zap.Logger
 	stop   *stopper
 
-	// Metrics and the admin API (observe.go, admin.go).
+	// Metrics and the admin API (observe.go, admin.go); serverName is
+	// the Caddy server (srv0, ...) the handler is in.
 	stats      *engine.Stats
 	metricsReg *prometheus.Registry
+	serverName string
 }
 
 // CaddyModule returns the Caddy module information.
@@ -286,6 +288,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.stats = new(engine.Stats)
 	cfg.Stats = h.stats
+	if srv, ok := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok {
+		h.serverName = srv.Name()
+	}
 	h.watchShutdown(ctx)
 	var app engine.App
 	var fields []zap.Field

@@ -72,8 +72,8 @@ func liveHandlers() []*Handler {
 
 // collectors: one per Caddy metrics registry (each config load has its
 // own), holding that config's handlers. One collector for all apps, not
-// one per app, so that two handlers of one app (two sites) add up instead
-// of colliding as duplicate registrations; it is unregistered with its
+// one per app, so that two handlers of one app in one server (two routes)
+// add up instead of colliding as duplicate registrations; it is unregistered with its
 // last handler, so a reload never registers twice.
 var collectors = struct {
 	sync.Mutex
@@ -115,7 +115,7 @@ func removeFromCollector(reg *prometheus.Registry, h *Handler) {
 }
 
 func desc(name, help string, labels ...string) *prometheus.Desc {
-	return prometheus.NewDesc("caddysnake_"+name, help, append([]string{"app"}, labels...), nil)
+	return prometheus.NewDesc("caddysnake_"+name, help, append([]string{"app", "server"}, labels...), nil)
 }
 
 var (
@@ -166,27 +166,29 @@ func (c *appCollector) Collect(ch chan<- prometheus.Metric) {
 		hs = append(hs, h)
 	}
 	c.mu.Unlock()
-	samples := map[string]*appSample{}
+	type key struct{ app, server string }
+	samples := map[key]*appSample{}
 	for _, h := range hs {
-		s := samples[h.appName()]
+		k := key{h.appName(), h.serverName}
+		s := samples[k]
 		if s == nil {
 			s = &appSample{waitBuckets: map[float64]uint64{}}
 			for _, b := range engine.QueueWaitBuckets {
 				s.waitBuckets[b] = 0 // the same series in process mode
 			}
-			samples[h.appName()] = s
+			samples[k] = s
 		}
 		h.sample(s)
 	}
 	gauge, counter := prometheus.GaugeValue, prometheus.CounterValue
-	for app, s := range samples {
+	for k, s := range samples {
 		m := func(d *prometheus.Desc, t prometheus.ValueType, v float64, labels ...string) {
-			ch <- prometheus.MustNewConstMetric(d, t, v, append([]string{app}, labels...)...)
+			ch <- prometheus.MustNewConstMetric(d, t, v, append([]string{k.app, k.server}, labels...)...)
 		}
 		m(descThreads, gauge, s.threads)
 		m(descBusyThreads, gauge, s.busyThreads)
 		m(descQueueDepth, gauge, s.queued)
-		ch <- prometheus.MustNewConstHistogram(descQueueWait, s.waitCount, s.waitSum, s.waitBuckets, app)
+		ch <- prometheus.MustNewConstHistogram(descQueueWait, s.waitCount, s.waitSum, s.waitBuckets, k.app, k.server)
 		for i, v := range s.requests {
 			m(descRequests, counter, v, classes[i])
 		}

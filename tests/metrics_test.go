@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -30,8 +31,13 @@ func (c *caddy) admin(t *testing.T, method, path string) (int, []byte) {
 	return resp.StatusCode, b
 }
 
+// serverLabel is the server label every caddysnake_ series carries (the
+// Caddy server's name: srv0, ...); scrape leaves it out of its keys.
+var serverLabel = regexp.MustCompile(`,server="srv[0-9]+"`)
+
 // scrape reads Caddy's /metrics as "name{labels}" -> value, for the
-// caddysnake_ series.
+// caddysnake_ series, without their server label (which it checks is
+// there).
 func (c *caddy) scrape(t *testing.T) map[string]float64 {
 	t.Helper()
 	status, b := c.admin(t, "GET", "/metrics")
@@ -50,7 +56,11 @@ func (c *caddy) scrape(t *testing.T) map[string]float64 {
 		if err != nil {
 			t.Fatalf("metrics line %q: %v", line, err)
 		}
-		m[line[:i]] = v
+		key := serverLabel.ReplaceAllString(line[:i], "")
+		if key == line[:i] {
+			t.Fatalf("metrics line %q has no server label", line)
+		}
+		m[key] = v
 	}
 	return m
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/caddysnake/caddysnake/internal/nethttp"
 	"github.com/caddysnake/caddysnake/internal/watch"
 	"github.com/caddysnake/caddysnake/internal/worker"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 )
 
@@ -283,6 +284,12 @@ type Handler struct {
 	app    engine.App
 	logger *zap.Logger
 	stop   *stopper
+
+	// Metrics and the admin API (observe.go, admin.go); serverName is
+	// the Caddy server (srv0, ...) the handler is in.
+	stats      *engine.Stats
+	metricsReg *prometheus.Registry
+	serverName string
 }
 
 // CaddyModule returns the Caddy module information.
@@ -346,6 +353,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			BodyTimeout: resolveTimeout(h.RequestBodyTimeout, engine.DefaultRequestBodyTimeout),
 		}
 	}
+	h.stats = new(engine.Stats)
+	cfg.Stats = h.stats
+	if srv, ok := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok {
+		h.serverName = srv.Name()
+	}
 	h.watchShutdown(ctx)
 	var app engine.App
 	var fields []zap.Field
@@ -361,6 +373,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			StopBound:         h.stop.bound,
 			Exiting:           caddy.Exiting,
 			Env:               slices.Concat(h.env, h.watchEnv()),
+			Stats:             h.stats,
 		}, h.logger)
 	} else {
 		cfg.Env = h.env
@@ -370,6 +383,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.app = app
+	if err := h.observe(ctx.GetMetricsRegistry()); err != nil {
+		h.logger.Warn("python: the app's metrics could not be registered", zap.Error(err))
+	}
 	h.logger.Info("python app ready", append(fields, h.watchFields()...)...)
 	h.startWatch()
 	return nil
@@ -505,6 +521,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 		via.OriginalURL = orig.URL
 	}
 	via.ClientIP, _ = caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
+	via.Stats = h.stats
 	return caddyError(nethttp.Serve(h.app, w, r, via, h.ModuleASGI != "", h.logger))
 }
 
@@ -528,6 +545,7 @@ func (h *Handler) Cleanup() error {
 	if h.app == nil {
 		return nil
 	}
+	h.unobserve()
 	h.startDrain()
 	if caddy.Exiting() || h.stop == nil || h.stop.entered.Load() == 0 || h.Processes == 0 || h.Watch != nil {
 		// The servers are done (stop), or never served this app. In

@@ -37,6 +37,9 @@ type Config struct {
 	// "NAME=value" variables set in os.environ of each interpreter before
 	// the app is imported (the env and env_file settings).
 	Env []string `json:",omitempty"`
+	// Stats, if set, gets the app's counters (stats.go); not sent to
+	// worker processes.
+	Stats *Stats `json:"-"`
 }
 
 // Load starts CPython if need be and loads the app as cfg says. The fields
@@ -52,7 +55,13 @@ func Load(cfg Config, logger *zap.Logger) (App, []zap.Field, error) {
 	} else {
 		o := cfg.WSGI
 		target, kind = o.Target, "module_wsgi"
-		load = func(it *interpreter) (App, error) { return LoadWSGI(it, *o, logger) }
+		load = func(it *interpreter) (App, error) {
+			app, err := LoadWSGI(it, *o, logger)
+			if err == nil {
+				app.pool.observe(cfg.Stats, o.Threads)
+			}
+			return app, err
+		}
 		fields = []zap.Field{zap.Int("threads_each", o.Threads), zap.Duration("max_wait", o.MaxWait),
 			zap.Duration("request_timeout", o.Timeout), zap.Duration("request_body_timeout", o.BodyTimeout)}
 	}

@@ -52,6 +52,9 @@ type Request struct {
 	Body io.ReadCloser
 	// Done is closed when the client is gone (or the request is over).
 	Done <-chan struct{}
+	// Track, if set, is the request as the admin view lists it (a WSGI
+	// pool's probe marks it running once a thread took it).
+	Track *Inflight
 }
 
 // ResponseWriter answers a Request: net/http's three methods plus what the

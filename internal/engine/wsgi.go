@@ -184,12 +184,27 @@ func (req *wsgiRequest) run(s *slot) (int, error) {
 	mark := uint64(s.handle())
 	s.run.Store(mark) // for the watcher (wsgi_timeouts.go)
 	defer s.run.Store(0)
+	st := req.app.pool.stats
+	if st != nil {
+		// For the admin view (wsgi_stats.go): probe finds the request's
+		// Inflight here once a thread took the job.
+		s.track.Store(req.r.Track)
+		defer s.track.Store(nil)
+	}
 	if err := req.app.pool.submit(s, s.marshal(req.r), bodyLen, req.r.Done); err != nil {
+		if st != nil && err == ErrBusy {
+			st.QueueWait.Observe(req.app.pool.maxWait) // it waited that long, in vain
+		}
 		return 0, err
 	}
 	rc := req.collect(s, mark)
 	if req.lost {
 		return rc, nil
+	}
+	// The job is over: its clock stamps (C's, taken as it was queued and
+	// taken) are plain reads.
+	if started := int64(s.job.started_ns); st != nil && started >= int64(s.job.queued_ns) {
+		st.QueueWait.Observe(time.Duration(started - int64(s.job.queued_ns)))
 	}
 	if s.job.interrupted != 0 { // final now: the job finished (a plain read, no cgo call)
 		req.interruptedJob(s)

@@ -242,6 +242,7 @@ int caddysnake_lane_submit(cs_lane *l, cs_job *j, uintptr_t handle, const char *
 	j->frames.fill_len = j->frames.taken_len = j->pending = 0;
 	j->finished = j->gone = 0;
 	j->interrupted = 0;
+	j->queued_ns = now_ns();
 	pthread_mutex_lock(&l->mu);
 	// Under mu, as caddysnake_job_set_stack writes it: without a GIL a late
 	// interrupt of the job's previous request could still be setting it.

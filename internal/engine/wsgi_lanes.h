@@ -49,6 +49,7 @@ typedef struct cs_job {
 	int abandoned;
 	char *stack;
 	int64_t started_ns; // CLOCK_MONOTONIC, when a worker took it
+	int64_t queued_ns;  // CLOCK_MONOTONIC, when Go queued it (queue_wait metric)
 } cs_job;
 
 enum { JOB_IDLE, JOB_QUEUED, JOB_RUNNING, JOB_DONE };

@@ -59,6 +59,9 @@ type pool struct {
 	closed bool    // under freeMu: put frees instead of keeping
 
 	watch watchState // wsgi_timeouts.go
+
+	probing probing // wsgi_stats.go
+	stats   *Stats  // nil: none
 }
 
 func newPool(it *interpreter, app *C.PyObject, threads int, maxWait, timeout time.Duration) (*pool, error) {
@@ -205,6 +208,7 @@ func (p *pool) close(after func(leaked bool)) {
 	if !p.gate.shut() {
 		return
 	}
+	p.unobserve()
 	C.caddysnake_lane_stop(p.lane)
 	go func() {
 		p.threads.Wait()
@@ -216,6 +220,9 @@ func (p *pool) close(after func(leaked bool)) {
 		}
 		<-p.gate.drained
 		p.stopWatch()
+		p.probing.mu.Lock() // no probe reads the lane any more
+		p.probing.closed = true
+		p.probing.mu.Unlock()
 		p.freeMu.Lock()
 		free := p.free
 		p.free, p.closed = nil, true
@@ -246,6 +253,8 @@ type slot struct {
 	pool  *pool         // whose free list it goes back to
 
 	timing // wsgi_timeouts.go
+
+	track atomic.Pointer[Inflight] // the request's, while it runs (wsgi_stats.go)
 }
 
 // Room in a job's cs_out: a response larger than this, or with more

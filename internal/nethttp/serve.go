@@ -7,6 +7,7 @@
 package nethttp
 
 import (
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -30,6 +31,9 @@ type Via struct {
 	// ClientIP is the client's address as the server resolved it (behind
 	// trusted proxies, the forwarded one); "": the direct peer.
 	ClientIP string
+	// Stats, if set, counts the request and lists it while in flight
+	// (stats.go).
+	Stats *engine.Stats
 }
 
 // exchange is one request in flight: the engine's view of it and the
@@ -47,12 +51,30 @@ var exchanges = sync.Pool{New: func() any { return new(exchange) }}
 // server to answer.
 func Serve(app engine.App, w http.ResponseWriter, r *http.Request, via Via, asgi bool, logger *zap.Logger) error {
 	if err := CheckRequest(r, asgi, logger); err != nil {
+		if via.Stats != nil {
+			via.Stats.InFlight.Add(1) // End takes it back
+			countEnd(via.Stats, nil, 0, err)
+		}
 		return err
 	}
 	x := exchanges.Get().(*exchange)
 	x.layout(r, via)
-	x.rw = responseWriter{w: w, r: r, ctl: *http.NewResponseController(w)}
+	x.rw = responseWriter{w: w, r: r, ctl: *http.NewResponseController(w), stats: via.Stats}
+	var track *engine.Inflight
+	if via.Stats != nil {
+		track = via.Stats.Begin(r.Method, r.URL.Path)
+		if asgi {
+			track.Start() // no queue: its task starts at once
+		}
+		x.req.Track = track
+	}
 	err := app.Serve(&x.req, &x.rw)
+	if via.Stats != nil {
+		if x.rw.wsOpen {
+			via.Stats.WebSockets.Add(-1)
+		}
+		countEnd(via.Stats, track, x.rw.status, err)
+	}
 	*x = exchange{}
 	exchanges.Put(x)
 	if err == engine.ErrAbort {
@@ -131,12 +153,29 @@ type responseWriter struct {
 	w   http.ResponseWriter
 	r   *http.Request
 	ctl http.ResponseController
+	// For Stats: the status sent (0: none yet), whether a WebSocket is
+	// open (counted until Serve returns).
+	stats  *engine.Stats
+	status int
+	wsOpen bool
 }
 
-func (rw *responseWriter) Header() http.Header         { return rw.w.Header() }
-func (rw *responseWriter) WriteHeader(status int)      { rw.w.WriteHeader(status) }
-func (rw *responseWriter) Write(p []byte) (int, error) { return rw.w.Write(p) }
-func (rw *responseWriter) Flush() error                { return rw.ctl.Flush() }
+func (rw *responseWriter) Header() http.Header { return rw.w.Header() }
+
+func (rw *responseWriter) WriteHeader(status int) {
+	if rw.status == 0 && (status >= 200 || status == http.StatusSwitchingProtocols) {
+		rw.status = status // not an interim 1xx (103 Early Hints)
+	}
+	rw.w.WriteHeader(status)
+}
+
+func (rw *responseWriter) Write(p []byte) (int, error) {
+	if rw.status == 0 {
+		rw.status = http.StatusOK
+	}
+	return rw.w.Write(p)
+}
+func (rw *responseWriter) Flush() error { return rw.ctl.Flush() }
 
 func (rw *responseWriter) SetReadDeadline(t time.Time) error  { return rw.ctl.SetReadDeadline(t) }
 func (rw *responseWriter) SetWriteDeadline(t time.Time) error { return rw.ctl.SetWriteDeadline(t) }
@@ -147,4 +186,30 @@ func (rw *responseWriter) CloseAfterResponse() bool           { return closeAfte
 // still uses sendfile.
 func (rw *responseWriter) SendFile(f *os.File, n int64) (int64, error) {
 	return io.Copy(rw.w, io.LimitReader(f, n))
+}
+
+// countEnd counts a request's outcome in s: the status sent, or the one
+// the server answers err with (500 for an error without one); 503 for
+// max_wait (in a worker process too: its error comes back as text),
+// 504 request_timeout and 408 request_body_timeout are counted apart.
+func countEnd(s *engine.Stats, t *engine.Inflight, sent int, err error) {
+	status := sent
+	var e *engine.Error
+	switch {
+	case sent != 0 || err == nil || err == engine.ErrAbort:
+	case errors.As(err, &e):
+		status = e.Status
+		switch {
+		case status == http.StatusServiceUnavailable &&
+			(errors.Is(err, engine.ErrBusy) || err.Error() == engine.ErrBusy.Error()):
+			s.Busy.Add(1)
+		case status == http.StatusGatewayTimeout:
+			s.Timeouts.Add(1)
+		case status == http.StatusRequestTimeout:
+			s.BodyTimeouts.Add(1)
+		}
+	default:
+		status = http.StatusInternalServerError
+	}
+	s.End(t, status)
 }

@@ -3,6 +3,7 @@ package nethttp
 import (
 	"context"
 	"errors"
+	"net/http"
 
 	"github.com/caddysnake/caddysnake/internal/engine"
 	"github.com/coder/websocket"
@@ -31,6 +32,11 @@ func (rw *responseWriter) AcceptWebSocket(o engine.WebSocketOptions) (engine.Web
 		return nil, err
 	}
 	conn.SetReadLimit(o.MaxMessage)
+	rw.status = http.StatusSwitchingProtocols
+	if rw.stats != nil {
+		rw.stats.WebSockets.Add(1)
+		rw.wsOpen = true
+	}
 	return webSocket{conn}, nil
 }
 

@@ -42,6 +42,8 @@ type Options struct {
 	// MemoryLimit, if > 0, caps each worker's address space beyond its
 	// runtime's base (memlimit.go).
 	MemoryLimit int64
+	// Stats, if set, counts restarts and crashes (admin.go).
+	Stats *engine.Stats
 }
 
 // Restart rules: a worker that dies is started again after a back-off
@@ -70,6 +72,7 @@ type Pool struct {
 	// escalateGrace) has its worker replaced; 0: request_timeout is off.
 	stuckAfter      time.Duration
 	shutdownTimeout time.Duration
+	threads         int // per worker (WSGI), for the admin view
 
 	mu      sync.Mutex
 	slots   []*slot
@@ -123,8 +126,7 @@ func Start(cfg engine.Config, opts Options, logger *zap.Logger) (engine.App, []z
 			p.stuckAfter = o.RequestTimeout + escalateGrace
 		}
 	} else {
-		p.name, p.bodyTimeout = cfg.WSGI.Target, cfg.WSGI.BodyTimeout
-		p.threads = cfg.WSGI.Threads
+		p.name, p.bodyTimeout, p.threads = cfg.WSGI.Target, cfg.WSGI.BodyTimeout, cfg.WSGI.Threads
 		if cfg.WSGI.Timeout > 0 {
 			p.stuckAfter = cfg.WSGI.Timeout + escalateGrace
 		}
@@ -246,6 +248,9 @@ func (p *Pool) exited(pr *proc) {
 	if !serving {
 		return // a start that failed: restart or Start logs it
 	}
+	if st := p.opts.Stats; st != nil {
+		st.Crashes.Add(1)
+	}
 	p.logger.Error("python: worker process died; its requests in flight failed", fields...)
 	if restart {
 		go p.restart(sl, time.Since(pr.readyAt))
@@ -285,6 +290,7 @@ func (p *Pool) restart(sl *slot, lived time.Duration) {
 			}
 			sl.cur, sl.failures = pr, 0
 			p.mu.Unlock()
+			p.countRestart()
 			p.logger.Info("python: worker process restarted", zap.String("app", p.name),
 				zap.Int("pid", pr.pid), zap.Duration("backoff", sl.backoff))
 			return
@@ -347,6 +353,9 @@ func (p *Pool) Serve(r *engine.Request, w engine.ResponseWriter) error {
 		pr := p.pick()
 		if pr == nil {
 			break
+		}
+		if r.Track != nil {
+			r.Track.Pid.Store(int64(pr.pid))
 		}
 		err := pr.serve(r, w, p.bodyTimeout)
 		if err != errDeadBeforeOpen {

@@ -97,6 +97,7 @@ func (p *Pool) recycle(old *proc, reason string, fields ...zap.Field) {
 			// worker does (which then stands down).
 			sl.cur, sl.failures = nw, 0
 			p.mu.Unlock()
+			p.countRestart()
 			return
 		case sl.cur != old:
 			p.mu.Unlock()
@@ -105,6 +106,7 @@ func (p *Pool) recycle(old *proc, reason string, fields ...zap.Field) {
 		}
 		sl.cur = nw
 		p.mu.Unlock()
+		p.countRestart()
 		p.logger.Info("python: worker process recycled: the old one drains its requests in flight",
 			append(fields, zap.Int("new_pid", nw.pid))...)
 		old.shutdown(p.recycleBound(reason))

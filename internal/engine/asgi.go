@@ -154,10 +154,10 @@ func (a *ASGIApp) loopThread() {
 	runtime.LockOSThread()
 	defer close(a.loopDone)
 	ts := C.caddysnake_thread_new(a.interp.ci)
-	lifespan, loop := C.CString(a.opts.Lifespan), C.CString(a.opts.Loop)
-	defer freeAll(lifespan, loop)
+	lifespan, loop, venv := C.CString(a.opts.Lifespan), C.CString(a.opts.Loop), C.CString(a.opts.Venv)
+	defer freeAll(lifespan, loop, venv)
 	cerr := C.caddysnake_asgi_run(a.interp.ci, ts, a.obj, a.queues, C.uintptr_t(a.handle), C.int(a.wakeFd),
-		lifespan, loop, C.double(a.opts.StartupTimeout.Seconds()), C.double(a.opts.ShutdownTimeout.Seconds()),
+		lifespan, loop, venv, C.double(a.opts.StartupTimeout.Seconds()), C.double(a.opts.ShutdownTimeout.Seconds()),
 		C.double(a.opts.RequestTimeout.Seconds()))
 	C.caddysnake_thread_free(ts)
 	if cerr != nil {
@@ -339,7 +339,10 @@ func go_asgi_ready(h C.uintptr_t, ok C.int, msg *C.char, n C.size_t) {
 	if a := asgiApps.get(uintptr(h)); a != nil {
 		var err error
 		if ok == 0 {
-			err = fmt.Errorf("lifespan startup failed: %s", C.GoStringN(msg, C.int(n)))
+			// The message says what failed (server.py prefixes the
+			// lifespan's own failures): a loop that could not start is
+			// no lifespan failure.
+			err = errors.New(C.GoStringN(msg, C.int(n)))
 		}
 		a.signalReady(err)
 	}

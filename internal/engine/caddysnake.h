@@ -119,12 +119,14 @@ void caddysnake_thread_free(PyThreadState *ts);
 // On an ASGI loop OS thread that owns ts (a thread state of ci): runs
 // caddysnake.asgi.run_loop for app until its shutdown, with queues (the
 // app's, asgi_queues.h) as its inbox and outboxes, waking on wake_fd.
-// lifespan is "on", "off" or "auto"; loop is "asyncio", "uvloop" or "auto".
+// lifespan is "on", "off" or "auto"; loop is "asyncio", "uvloop" or "auto";
+// venv is the app's venv ("" if none), for messages.
 // Returns NULL when run_loop returned, else a malloc'd description of its
 // failure the caller frees.
 struct cs_aapp;
 char *caddysnake_asgi_run(cs_interp *ci, PyThreadState *ts, PyObject *app, struct cs_aapp *queues,
                           uintptr_t app_handle, int wake_fd, const char *lifespan, const char *loop,
-                          double startup_timeout, double shutdown_timeout, double request_timeout);
+                          const char *venv, double startup_timeout, double shutdown_timeout,
+                          double request_timeout);
 
 #endif

@@ -52,6 +52,7 @@ var (
 type ASGIOptions struct {
 	Target          string // "module:attribute"
 	WorkingDir      string
+	DefaultDir      string // the working_dir when WorkingDir is "" (Caddy's working folder)
 	Venv            string
 	Lifespan        string // "on", "off" or "auto"
 	Loop            string // "asyncio", "uvloop" or "auto"
@@ -70,6 +71,7 @@ type ASGIOptions struct {
 // ASGIApp is one imported ASGI app and the event loop that runs it.
 type ASGIApp struct {
 	target   string
+	origin   string // the folder the app's module came from
 	interp   *interpreter
 	opts     ASGIOptions
 	obj      *C.PyObject
@@ -121,12 +123,13 @@ type asgiEvent struct {
 // for the lifespan startup to finish. The app owns it from then on: Close
 // (or a failed load) ends a sub-interpreter.
 func LoadASGI(it *interpreter, opts ASGIOptions, logger *zap.Logger) (*ASGIApp, error) {
-	obj, err := it.loadApp(opts.Target, opts.WorkingDir, opts.Venv)
+	obj, origin, err := it.loadApp(appSource{target: opts.Target, workingDir: opts.WorkingDir,
+		defaultDir: opts.DefaultDir, venv: opts.Venv, iface: "asgi"})
 	if err != nil {
 		it.end()
 		return nil, err
 	}
-	a := &ASGIApp{target: opts.Target, interp: it, opts: opts, obj: obj, logger: logger,
+	a := &ASGIApp{target: opts.Target, interp: it, opts: opts, obj: obj, logger: logger, origin: origin,
 		ready: make(chan error, 1), loopDone: make(chan struct{}), dispatchDone: make(chan struct{}),
 		gate: newUserGate(), abandonCalled: make(chan struct{}), abandoned: make(chan struct{})}
 	if err := a.openQueues(); err != nil {

@@ -90,11 +90,14 @@ char *caddysnake_interp_new(cs_interp **out);
 int caddysnake_interp_end(cs_interp *ci);
 
 // On ci's owner thread: imports target ("module:attribute") after putting
-// working_dir and venv on sys.path (see caddysnake/loader.py).
-// Returns a new reference to the app callable, or NULL with *err set to a
-// malloc'd message the caller frees.
+// working_dir (else default_dir) and venv on sys.path, and refuses an app
+// surely not of interface ("wsgi", "asgi") (see caddysnake/loader.py).
+// Returns a new reference to the app callable with *origin set to the
+// folder its module came from (malloc'd, maybe ""), or NULL with *err set
+// to a malloc'd message. The caller frees both.
 PyObject *caddysnake_load_app(cs_interp *ci, const char *target, const char *working_dir,
-                              const char *venv, char **err);
+                              const char *venv, const char *interface, const char *default_dir,
+                              char **origin, char **err);
 
 // On ci's owner thread: the GIL state after the app loaded ("" for a build
 // with a GIL; "disabled"; "enabled by module X"; "enabled"). Malloc'd.

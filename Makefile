@@ -11,11 +11,21 @@
 #   make PYTHON=python3.12 build    link another CPython (3.10+, shared libpython)
 
 PYTHON ?= python3
+# An interpreter that does not run (not on PATH, or a pyenv shim for a
+# version not selected) is no missing python3-dev: point to pyenv's copy.
+ifneq ($(shell $(PYTHON) -c 'print("runs")' 2>/dev/null),runs)
+PYENV_HIT := $(lastword $(sort $(wildcard $(or $(PYENV_ROOT),$(HOME)/.pyenv)/versions/*/bin/$(notdir $(PYTHON)))))
+PYTHON_WHERE := $(if $(shell command -v $(PYTHON) 2>/dev/null),does not run from PATH (a pyenv shim for a version not selected?),not found on PATH)
+ifneq ($(PYENV_HIT),)
+$(error $(PYTHON) $(PYTHON_WHERE); pyenv has it at $(PYENV_HIT): make PYTHON=$(PYENV_HIT) $(or $(MAKECMDGOALS),build))
+endif
+$(error $(PYTHON) $(PYTHON_WHERE): install it (e.g. apt-get install $(notdir $(PYTHON))-dev, or pyenv install), or give its path: make PYTHON=/path/to/$(notdir $(PYTHON)) $(or $(MAKECMDGOALS),build))
+endif
 # python3.X-config of the interpreter PYTHON names, found through the
 # interpreter itself so pyenv shims and Debian's /usr/bin both work.
 PYTHON_CONFIG := $(shell $(PYTHON) -c 'import sys, os; print(os.path.join(sys.base_prefix, "bin", "python%d.%d-config" % sys.version_info[:2]))' 2>/dev/null)
 ifeq ($(wildcard $(PYTHON_CONFIG)),)
-$(error cannot find python-config for PYTHON=$(PYTHON) (looked for $(PYTHON_CONFIG)); install the Python development files, e.g. apt-get install python3-dev)
+$(error PYTHON=$(PYTHON) runs, but has no $(notdir $(PYTHON_CONFIG)) (looked for $(PYTHON_CONFIG)): install its development files, e.g. apt-get install $(notdir $(subst -config,-dev,$(PYTHON_CONFIG))))
 endif
 
 # "3.12", or "3.13t" for a free-threaded build: names the venv of a

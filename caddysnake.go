@@ -90,7 +90,8 @@ type Handler struct {
 
 	// A directory put first on sys.path, so the module resolves from it.
 	// Relative paths are taken from Caddy's working directory. Default:
-	// none (only the interpreter's own sys.path).
+	// Caddy's working directory, put first on sys.path in its stead (as
+	// uvicorn and gunicorn do), without claiming the module's name.
 	WorkingDir string `json:"working_dir,omitempty"`
 
 	// A virtual environment whose site-packages become importable (before
@@ -328,10 +329,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	cfg := engine.Config{Interpreters: h.Interpreters, FreeThreaded: h.FreeThreaded}
+	defaultDir := defaultWorkingDir(h.WorkingDir)
 	if h.ModuleASGI != "" {
 		cfg.ASGI = &engine.ASGIOptions{
 			Target:          h.ModuleASGI,
 			WorkingDir:      h.WorkingDir,
+			DefaultDir:      defaultDir,
 			Venv:            h.Venv,
 			Lifespan:        cmp.Or(h.Lifespan, "auto"),
 			Loop:            cmp.Or(h.Loop, "asyncio"),
@@ -346,6 +349,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		cfg.WSGI = &engine.WSGIOptions{
 			Target:      h.ModuleWSGI,
 			WorkingDir:  h.WorkingDir,
+			DefaultDir:  defaultDir,
 			Venv:        h.Venv,
 			Threads:     cmp.Or(h.Threads, engine.DefaultThreads),
 			MaxWait:     cmp.Or(time.Duration(h.MaxWait), engine.DefaultMaxWait),
@@ -386,7 +390,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.observe(ctx.GetMetricsRegistry()); err != nil {
 		h.logger.Warn("python: the app's metrics could not be registered", zap.Error(err))
 	}
-	h.logger.Info("python app ready", append(fields, h.watchFields()...)...)
+	h.logger.Info("python app ready", append(append(h.readyFields(defaultDir), fields...), h.watchFields()...)...)
 	h.startWatch()
 	return nil
 }

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"fmt"
 	"strings"
 	"sync"
@@ -66,6 +67,7 @@ func Load(cfg Config, logger *zap.Logger) (App, []zap.Field, error) {
 			zap.Duration("request_timeout", o.Timeout), zap.Duration("request_body_timeout", o.BodyTimeout)}
 	}
 	var gil []string
+	var origin string
 	var gilMu sync.Mutex
 	insts, err := loadInstances(cfg.Interpreters, func(it *interpreter) (App, error) {
 		if err := it.setEnviron(cfg.Env); err != nil {
@@ -84,12 +86,18 @@ func Load(cfg Config, logger *zap.Logger) (App, []zap.Field, error) {
 				"or remove free_threaded", status)
 		}
 		gilMu.Lock()
+		switch a := app.(type) { // the same in every interpreter
+		case *WSGIApp:
+			origin = a.origin
+		case *ASGIApp:
+			origin = a.origin
+		}
 		gil = append(gil, status)
 		gilMu.Unlock()
 		return app, nil
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("python: cannot load %q: %w", target, err)
+		return nil, nil, loadError(target, err)
 	}
 	mode, count := "main", 1
 	if cfg.Interpreters > 0 {
@@ -101,6 +109,7 @@ func Load(cfg Config, logger *zap.Logger) (App, []zap.Field, error) {
 		zap.String("interpreter", mode),
 		zap.Int("interpreters", count),
 		zap.String("scheduling", schedulingPolicy),
+		zap.String("app_from", cmp.Or(origin, "(built in)")),
 	}, fields...)
 	if FreeThreadedBuild() {
 		fields = append(fields, zap.String("gil", strings.Join(gil, "; ")))
@@ -113,6 +122,16 @@ func Load(cfg Config, logger *zap.Logger) (App, []zap.Field, error) {
 		}
 	}
 	return newSpreadApp(insts), fields, nil
+}
+
+// loadError says which app did not load, once: the loader's own messages
+// name it already.
+func loadError(target string, err error) error {
+	if msg, quoted := err.Error(), fmt.Sprintf("%q", target); strings.HasPrefix(msg, "cannot load "+quoted) ||
+		strings.HasPrefix(msg, quoted+" ") {
+		return fmt.Errorf("python: %w", err)
+	}
+	return fmt.Errorf("python: cannot load %q: %w", target, err)
 }
 
 // Host connects the engine to the server that embeds it: whether the

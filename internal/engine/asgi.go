@@ -52,6 +52,7 @@ var (
 type ASGIOptions struct {
 	Target          string // "module:attribute"
 	WorkingDir      string
+	DefaultDir      string // the working_dir when WorkingDir is "" (Caddy's working folder)
 	Venv            string
 	Lifespan        string // "on", "off" or "auto"
 	Loop            string // "asyncio", "uvloop" or "auto"
@@ -70,6 +71,7 @@ type ASGIOptions struct {
 // ASGIApp is one imported ASGI app and the event loop that runs it.
 type ASGIApp struct {
 	target   string
+	origin   string // the folder the app's module came from
 	interp   *interpreter
 	opts     ASGIOptions
 	obj      *C.PyObject
@@ -121,12 +123,13 @@ type asgiEvent struct {
 // for the lifespan startup to finish. The app owns it from then on: Close
 // (or a failed load) ends a sub-interpreter.
 func LoadASGI(it *interpreter, opts ASGIOptions, logger *zap.Logger) (*ASGIApp, error) {
-	obj, err := it.loadApp(opts.Target, opts.WorkingDir, opts.Venv)
+	obj, origin, err := it.loadApp(appSource{target: opts.Target, workingDir: opts.WorkingDir,
+		defaultDir: opts.DefaultDir, venv: opts.Venv, iface: "asgi"})
 	if err != nil {
 		it.end()
 		return nil, err
 	}
-	a := &ASGIApp{target: opts.Target, interp: it, opts: opts, obj: obj, logger: logger,
+	a := &ASGIApp{target: opts.Target, interp: it, opts: opts, obj: obj, logger: logger, origin: origin,
 		ready: make(chan error, 1), loopDone: make(chan struct{}), dispatchDone: make(chan struct{}),
 		gate: newUserGate(), abandonCalled: make(chan struct{}), abandoned: make(chan struct{})}
 	if err := a.openQueues(); err != nil {
@@ -154,10 +157,10 @@ func (a *ASGIApp) loopThread() {
 	runtime.LockOSThread()
 	defer close(a.loopDone)
 	ts := C.caddysnake_thread_new(a.interp.ci)
-	lifespan, loop := C.CString(a.opts.Lifespan), C.CString(a.opts.Loop)
-	defer freeAll(lifespan, loop)
+	lifespan, loop, venv := C.CString(a.opts.Lifespan), C.CString(a.opts.Loop), C.CString(a.opts.Venv)
+	defer freeAll(lifespan, loop, venv)
 	cerr := C.caddysnake_asgi_run(a.interp.ci, ts, a.obj, a.queues, C.uintptr_t(a.handle), C.int(a.wakeFd),
-		lifespan, loop, C.double(a.opts.StartupTimeout.Seconds()), C.double(a.opts.ShutdownTimeout.Seconds()),
+		lifespan, loop, venv, C.double(a.opts.StartupTimeout.Seconds()), C.double(a.opts.ShutdownTimeout.Seconds()),
 		C.double(a.opts.RequestTimeout.Seconds()))
 	C.caddysnake_thread_free(ts)
 	if cerr != nil {
@@ -339,7 +342,10 @@ func go_asgi_ready(h C.uintptr_t, ok C.int, msg *C.char, n C.size_t) {
 	if a := asgiApps.get(uintptr(h)); a != nil {
 		var err error
 		if ok == 0 {
-			err = fmt.Errorf("lifespan startup failed: %s", C.GoStringN(msg, C.int(n)))
+			// The message says what failed (server.py prefixes the
+			// lifespan's own failures): a loop that could not start is
+			// no lifespan failure.
+			err = errors.New(C.GoStringN(msg, C.int(n)))
 		}
 		a.signalReady(err)
 	}

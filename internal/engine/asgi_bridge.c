@@ -455,8 +455,8 @@ PyObject *cs_ws_receive(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) 
 }
 
 char *caddysnake_asgi_run(cs_interp *ci, PyThreadState *ts, PyObject *app, cs_aapp *queues, uintptr_t app_handle,
-                          int wake_fd, const char *lifespan, const char *loop, double startup_timeout,
-                          double shutdown_timeout, double request_timeout) {
+                          int wake_fd, const char *lifespan, const char *loop, const char *venv,
+                          double startup_timeout, double shutdown_timeout, double request_timeout) {
 	// SCHED_BATCH: Go's threads that post events to a sleeping loop are not
 	// preempted by it, and go on reading other connections; the loop then
 	// takes them as one batch (as wsgi_lanes.c does for WSGI workers). The Go
@@ -469,8 +469,8 @@ char *caddysnake_asgi_run(cs_interp *ci, PyThreadState *ts, PyObject *app, cs_aa
 	PyEval_RestoreThread(ts);
 	char *err = NULL;
 	PyObject *res = NULL;
-	PyObject *opts = Py_BuildValue("{s:s,s:s,s:d,s:d,s:d}", "lifespan", lifespan, "loop", loop,
-	                               "startup_timeout", startup_timeout, "shutdown_timeout",
+	PyObject *opts = Py_BuildValue("{s:s,s:s,s:s,s:d,s:d,s:d}", "lifespan", lifespan, "loop", loop,
+	                               "venv", venv, "startup_timeout", startup_timeout, "shutdown_timeout",
 	                               shutdown_timeout, "request_timeout", request_timeout);
 	if (opts != NULL) {
 		res = PyObject_CallFunction(ci->run_asgi, "OKiO", app, (unsigned long long)app_handle,

@@ -90,11 +90,14 @@ char *caddysnake_interp_new(cs_interp **out);
 int caddysnake_interp_end(cs_interp *ci);
 
 // On ci's owner thread: imports target ("module:attribute") after putting
-// working_dir and venv on sys.path (see caddysnake/loader.py).
-// Returns a new reference to the app callable, or NULL with *err set to a
-// malloc'd message the caller frees.
+// working_dir (else default_dir) and venv on sys.path, and refuses an app
+// surely not of interface ("wsgi", "asgi") (see caddysnake/loader.py).
+// Returns a new reference to the app callable with *origin set to the
+// folder its module came from (malloc'd, maybe ""), or NULL with *err set
+// to a malloc'd message. The caller frees both.
 PyObject *caddysnake_load_app(cs_interp *ci, const char *target, const char *working_dir,
-                              const char *venv, char **err);
+                              const char *venv, const char *interface, const char *default_dir,
+                              char **origin, char **err);
 
 // On ci's owner thread: calls caddysnake.prepare.<func>(arg) and returns
 // its str result, malloc'd; or NULL with *err set to a malloc'd message.
@@ -123,12 +126,14 @@ void caddysnake_thread_free(PyThreadState *ts);
 // On an ASGI loop OS thread that owns ts (a thread state of ci): runs
 // caddysnake.asgi.run_loop for app until its shutdown, with queues (the
 // app's, asgi_queues.h) as its inbox and outboxes, waking on wake_fd.
-// lifespan is "on", "off" or "auto"; loop is "asyncio", "uvloop" or "auto".
+// lifespan is "on", "off" or "auto"; loop is "asyncio", "uvloop" or "auto";
+// venv is the app's venv ("" if none), for messages.
 // Returns NULL when run_loop returned, else a malloc'd description of its
 // failure the caller frees.
 struct cs_aapp;
 char *caddysnake_asgi_run(cs_interp *ci, PyThreadState *ts, PyObject *app, struct cs_aapp *queues,
                           uintptr_t app_handle, int wake_fd, const char *lifespan, const char *loop,
-                          double startup_timeout, double shutdown_timeout, double request_timeout);
+                          const char *venv, double startup_timeout, double shutdown_timeout,
+                          double request_timeout);
 
 #endif

@@ -181,10 +181,23 @@ int caddysnake_interp_end(cs_interp *ci) {
 }
 
 PyObject *caddysnake_load_app(cs_interp *ci, const char *target, const char *working_dir,
-                              const char *venv, char **err) {
+                              const char *venv, const char *interface, const char *default_dir,
+                              char **origin, char **err) {
 	PyEval_RestoreThread(ci->ts);
-	PyObject *app = PyObject_CallFunction(ci->load_app, "sssO", target, working_dir, venv,
-	                                      ci->is_main ? Py_False : Py_True);
+	PyObject *app = NULL;
+	// The bootstrap's load_app returns (app, origin folder).
+	PyObject *res = PyObject_CallFunction(ci->load_app, "sssOss", target, working_dir, venv,
+	                                      ci->is_main ? Py_False : Py_True, interface, default_dir);
+	if (res != NULL && PyTuple_Check(res) && PyTuple_GET_SIZE(res) == 2) {
+		const char *o = PyUnicode_AsUTF8(PyTuple_GET_ITEM(res, 1));
+		if (o != NULL) {
+			app = Py_NewRef(PyTuple_GET_ITEM(res, 0));
+			*origin = strdup(o);
+		}
+	} else if (res != NULL) {
+		PyErr_SetString(PyExc_TypeError, "the bootstrap's load_app did not return (app, origin)");
+	}
+	Py_XDECREF(res);
 	if (app == NULL) {
 		*err = cs_take_error(ci);
 	}

@@ -133,24 +133,37 @@ var engineLog = zap.NewNop
 // only loading, a configuration-time cost, is serialized.
 var importMu sync.Mutex
 
-// loadApp imports target in this interpreter (caddysnake/loader.py). The
-// reference it returns is dropped with release.
-func (it *interpreter) loadApp(target, workingDir, venv string) (*C.PyObject, error) {
+// appSource says where an app comes from: the folders its module is
+// looked up in and was found in, and which interface it is served as.
+type appSource struct {
+	target, workingDir, defaultDir, venv string
+	iface                                string // "wsgi" or "asgi"
+}
+
+// loadApp imports src's target in this interpreter (caddysnake/loader.py);
+// it also returns the folder the module came from. The reference it
+// returns is dropped with release.
+func (it *interpreter) loadApp(src appSource) (*C.PyObject, string, error) {
 	var obj *C.PyObject
+	var origin string
 	var loadErr error
 	importMu.Lock()
 	defer importMu.Unlock()
 	it.do(func() {
-		ct, cw, cv := C.CString(target), C.CString(workingDir), C.CString(venv)
-		defer freeAll(ct, cw, cv)
-		var cerr *C.char
-		obj = C.caddysnake_load_app(it.ci, ct, cw, cv, &cerr)
+		ct, cw, cv := C.CString(src.target), C.CString(src.workingDir), C.CString(src.venv)
+		ci, cd := C.CString(src.iface), C.CString(src.defaultDir)
+		defer freeAll(ct, cw, cv, ci, cd)
+		var cerr, corigin *C.char
+		obj = C.caddysnake_load_app(it.ci, ct, cw, cv, ci, cd, &corigin, &cerr)
 		if obj == nil {
 			loadErr = errors.New(C.GoString(cerr))
 			C.free(unsafe.Pointer(cerr))
+			return
 		}
+		origin = C.GoString(corigin)
+		C.free(unsafe.Pointer(corigin))
 	})
-	return obj, loadErr
+	return obj, origin, loadErr
 }
 
 // release drops an app reference from loadApp.

@@ -107,7 +107,12 @@ from caddysnake import asgi, bridge, faults, loader, wsgi
 faults.install()
 
 serve_wsgi = wsgi.serve
-load_app = loader.load_app
+
+
+def load_app(target, working_dir, venv, isolated, interface, default_dir):
+    app = loader.load_app(target, working_dir, venv, isolated, interface, default_dir)
+    return app, loader.module_origin(target.split(":")[0])
+
 run_asgi_loop = asgi.run_loop
 gil_status = loader.gil_status
 init_extension_in_main = loader.init_extension_in_main

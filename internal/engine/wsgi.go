@@ -24,12 +24,14 @@ type WSGIApp struct {
 	pool   *pool
 	logger *zap.Logger
 	opts   WSGIOptions
+	origin string // the folder the app's module came from
 }
 
 // WSGIOptions says what to import and how to run it.
 type WSGIOptions struct {
 	Target      string // "module:attribute"
 	WorkingDir  string
+	DefaultDir  string // the working_dir when WorkingDir is "" (Caddy's working folder)
 	Venv        string
 	Threads     int
 	MaxWait     time.Duration
@@ -40,7 +42,8 @@ type WSGIOptions struct {
 // LoadWSGI imports the app into it and starts its threads. The app owns
 // it from then on: Close (or a failed load) ends a sub-interpreter.
 func LoadWSGI(it *interpreter, opts WSGIOptions, logger *zap.Logger) (*WSGIApp, error) {
-	obj, err := it.loadApp(opts.Target, opts.WorkingDir, opts.Venv)
+	obj, origin, err := it.loadApp(appSource{target: opts.Target, workingDir: opts.WorkingDir,
+		defaultDir: opts.DefaultDir, venv: opts.Venv, iface: "wsgi"})
 	if err != nil {
 		it.end()
 		return nil, err
@@ -51,7 +54,7 @@ func LoadWSGI(it *interpreter, opts WSGIOptions, logger *zap.Logger) (*WSGIApp, 
 		it.end()
 		return nil, err
 	}
-	return &WSGIApp{target: opts.Target, interp: it, obj: obj, pool: p, logger: logger, opts: opts}, nil
+	return &WSGIApp{target: opts.Target, interp: it, obj: obj, pool: p, logger: logger, opts: opts, origin: origin}, nil
 }
 
 // Close stops taking requests; the threads finish what they serve, then the

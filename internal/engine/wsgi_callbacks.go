@@ -245,22 +245,11 @@ func go_error(h C.uintptr_t, buf *C.char, n C.size_t) C.size_t {
 }
 
 // go_log writes a message from Python (wsgi.errors, tracebacks) to the
-// app's logger at level (codes.h: CS_LOG_*).
+// app's logger at level (codes.h: CS_LOG_*), as one entry (logtrace.go).
 //
 //export go_log
 func go_log(h C.uintptr_t, level C.int, msg *C.char, n C.size_t) {
-	logger := loggerFor(uintptr(h))
-	text := C.GoStringN(msg, C.int(n))
-	switch level {
-	case logDebug:
-		logger.Debug(text)
-	case logInfo:
-		logger.Info(text)
-	case logWarning:
-		logger.Warn(text)
-	default:
-		logger.Error(text)
-	}
+	logPython(loggerFor(uintptr(h)), int(level), C.GoStringN(msg, C.int(n)))
 }
 
 // loggerFor finds the logger of whatever a handle names: a WSGI request, an

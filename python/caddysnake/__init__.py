@@ -1,4 +1,4 @@
-"""caddysnake: the Python half of a Caddy module that serves WSGI apps.
+"""caddysnake: the Python half of a Caddy module that serves WSGI and ASGI apps.
 
 Kept deliberately light: the embedding server imports this package at start-up
 and the Go side reads the version below with a regex, so that assignment must

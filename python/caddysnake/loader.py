@@ -12,6 +12,7 @@ import sys
 import traceback
 
 from . import __version__, faults
+from . import interface as _interface
 from .bridge import ConfigError
 
 _SYNTAX_HINT = 'expected "module:attribute", e.g. "myapp.wsgi:application"'
@@ -392,9 +393,32 @@ def gil_status():
 # ---------------------------------------------------------------- load_app
 
 
+# Frames of the import machinery and of this loader: every import failure
+# goes through them, so they only hide the app's own frames.
+_PLUMBING = tuple(
+    f'  File "{where}'
+    for where in (
+        "<frozen importlib.",
+        "<caddy binary>/caddysnake/",  # this package, as the binary carries it
+        os.path.join(os.path.dirname(globals().get("__file__") or "<caddy binary>/caddysnake/x"), ""),
+        os.path.join(os.path.dirname(importlib.__file__), "__init__.py"),
+    )
+)
+
+
+def format_failure(exc):
+    """exc's traceback without the import machinery's frames; just the
+    exception line when no frame of the app's is left."""
+    lines = [s for s in traceback.format_exception(exc) if not s.startswith(_PLUMBING)]
+    header = "Traceback (most recent call last):\n"
+    # A header followed at once by the exception line: nothing to show.
+    frames = [s.startswith("  ") for s in lines] + [False]
+    return "".join(s for i, s in enumerate(lines) if s != header or frames[i + 1])
+
+
 def _failed(target, what, exc):
     """The ConfigError for an exception from the app's code, with its traceback."""
-    tb = "".join(traceback.format_exception(exc))
+    tb = format_failure(exc)
     refusal = subinterpreter_refusal(exc)
     if refusal is not None:
         # Which module to move out of the way matters more than which step failed.
@@ -402,11 +426,44 @@ def _failed(target, what, exc):
     return ConfigError(f'cannot load "{target}": {what}:\n{tb}')
 
 
-def load_app(target, working_dir, venv, isolated=False):
-    """Imports target ("module:attribute") and returns the WSGI callable.
+def _not_found_hint(exc, module, where):
+    """A hint when exc says the app's own module (or a package above it)
+    is missing: the usual cause is working_dir, not the app."""
+    if not isinstance(exc, ModuleNotFoundError):
+        return ""
+    parts = module.split(".")
+    if exc.name not in {".".join(parts[: i + 1]) for i in range(len(parts))}:
+        return ""
+    top = parts[0]
+    return (
+        f'no module named "{exc.name}" in {where} (or sys.path): '
+        f"set working_dir to the folder that holds {top}.py (or the {top}/ package)"
+    )
+
+
+def module_origin(module):
+    """The folder the app's top-level module or package was imported from,
+    or "" (built in, or not a file)."""
+    mod = sys.modules.get(module.split(".")[0])
+    loc = _location(mod) if mod is not None else None
+    if not loc:
+        return ""
+    loc = os.path.dirname(os.path.abspath(loc))
+    if getattr(mod, "__path__", None) is not None and getattr(mod, "__file__", None):
+        loc = os.path.dirname(loc)  # a package: the folder holding it
+    return loc
+
+
+def load_app(target, working_dir, venv, isolated=False, interface="", default_dir=""):
+    """Imports target ("module:attribute") and returns the app callable.
 
     isolated: loading in a sub-interpreter with its own GIL, where some C
-    extensions refuse to load; the error then names the extension."""
+    extensions refuse to load; the error then names the extension.
+    interface: "wsgi" or "asgi", the directive the app is served under: an
+    app that is surely of the other kind is refused (interface.py).
+    default_dir: used as working_dir when none is set (Caddy's working
+    folder, as uvicorn and gunicorn use theirs); it is not claimed for the
+    module's name as a set working_dir is."""
     if isolated:
         guard_extensions()
     elif _free_threaded_build():
@@ -417,13 +474,24 @@ def load_app(target, working_dir, venv, isolated=False):
     wd = _add_working_dir(working_dir) if working_dir else None
     if wd is not None:
         _check_not_taken(target, module, wd)
+    elif default_dir and os.path.isdir(default_dir):
+        _add_working_dir(default_dir)
     # Files may have appeared since the path finders cached directory lists.
     importlib.invalidate_caches()
     try:
         mod = importlib.import_module(module)
     except BaseException as e:
-        hint = f" (working_dir {working_dir})" if working_dir else ""
-        raise _failed(target, f"importing module {module} failed{hint}", e) from None
+        if working_dir:
+            where = f"working_dir {working_dir}"
+        elif default_dir:
+            where = f"Caddy's working folder {default_dir}, the default working_dir"
+        else:
+            where = "any folder"
+        hint = _not_found_hint(e, module, where)
+        if hint:
+            raise ConfigError(f'cannot load "{target}": {hint}') from None
+        more = f" (working_dir {working_dir})" if working_dir else ""
+        raise _failed(target, f"importing module {module} failed{more}", e) from None
     if wd is not None:
         parts = module.split(".")
         for i in range(1, len(parts) + 1):
@@ -449,9 +517,11 @@ def load_app(target, working_dir, venv, isolated=False):
             raise _failed(target, f"calling {attr}() failed", e) from None
         attr += "()"
     if not callable(obj):
+        kind = "an ASGI" if interface == "asgi" else "a WSGI"
         raise ConfigError(
             f'cannot load "{target}": {attr} is not callable (it is a {type(obj).__name__}); '
-            f"it must be a WSGI application"
+            f"it must be {kind} application"
         )
+    _interface.check(target, obj, interface)
     faults.targets[id(obj)] = target
     return obj

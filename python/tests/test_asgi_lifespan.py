@@ -138,7 +138,8 @@ def test_startup_failed_message_is_passed_through(asgi_native, start, mode):
         return {"type": "lifespan.startup.failed", "message": "cannot reach redis"}
 
     r = start(lifespan_app(on_startup=fail), lifespan=mode)
-    assert r.wait_ready() == (False, "cannot reach redis")
+    # Prefixed here, not by Go: only the lifespan's own failures are lifespan failures.
+    assert r.wait_ready() == (False, "lifespan startup failed: cannot reach redis")
     r.join()
 
 

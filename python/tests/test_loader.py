@@ -110,9 +110,44 @@ def test_missing_module(tmp_path):
     name = unique("missing")
     with pytest.raises(ConfigError) as e:
         loader.load_app(f"{name}:app", str(tmp_path), "")
+    # The app's own module missing: the cause is working_dir, said once,
+    # with no traceback through the import machinery.
+    assert str(e.value) == (
+        f'cannot load "{name}:app": no module named "{name}" in working_dir {tmp_path} (or sys.path): '
+        f"set working_dir to the folder that holds {name}.py (or the {name}/ package)"
+    )
+
+
+def test_missing_module_without_working_dir_names_the_default_folder(tmp_path):
+    name = unique("missing")
+    with pytest.raises(ConfigError) as e:
+        loader.load_app(f"{name}.wsgi:app", "", "", default_dir=str(tmp_path))
     msg = str(e.value)
-    assert name in msg
-    assert "Traceback" in msg and "ModuleNotFoundError" in msg
+    assert f"in Caddy's working folder {tmp_path}, the default working_dir (or sys.path)" in msg
+    assert f"holds {name}.py" in msg
+
+
+def test_default_dir_resolves_the_module_and_says_where(tmp_path):
+    name = unique()
+    write_module(tmp_path, f"{name}.wsgi", APP_SRC)
+    app = loader.load_app(f"{name}.wsgi:application", "", "", default_dir=str(tmp_path))
+    assert app.__name__ == "application"
+    assert loader.module_origin(f"{name}.wsgi") == str(tmp_path)
+    assert loader.module_origin("sys") == ""
+
+
+def test_missing_dependency_keeps_its_traceback_without_importlib_frames(tmp_path):
+    name = unique()
+    write_module(tmp_path, name, "x = 1\nimport no_such_dependency_4242\n")
+    with pytest.raises(ConfigError) as e:
+        loader.load_app(f"{name}:app", str(tmp_path), "")
+    msg = str(e.value)
+    assert msg.startswith(f'cannot load "{name}:app": importing module {name} failed (working_dir ')
+    assert msg.count("cannot load") == 1
+    assert f'{name}.py", line 2, in <module>' in msg
+    assert "No module named 'no_such_dependency_4242'" in msg
+    assert "<frozen importlib" not in msg and "importlib/__init__.py" not in msg
+    assert "caddysnake/loader.py" not in msg
 
 
 def test_module_raising_on_import(tmp_path):

@@ -61,3 +61,35 @@ def test_pyproject_finds_every_subpackage():
     }
     assert {"caddysnake", "caddysnake.asgi", "caddysnake.wsgi"} <= on_disk
     assert set(setuptools.find_packages(ROOT, include=include)) == on_disk
+
+
+def test_description_says_what_the_package_is():
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        description = tomllib.load(f)["project"]["description"]
+    for words in ("WSGI", "ASGI", "scope", "start_response", "receive/send", "carries its own copy", "Nothing to run"):
+        assert words in description
+
+
+def test_readme_names_what_installing_gives_and_it_exists():
+    with open(os.path.join(ROOT, "README.md")) as f:
+        readme = f.read()
+    assert "## What installing it gives you" in readme
+    assert "caddy python-server" in readme and "../README.md" in readme
+    # Every name the README offers a user is there to import.
+    import caddysnake.asgi
+    import caddysnake.interface
+    import caddysnake.wsgi
+
+    offered = {
+        "caddysnake.ClientDisconnected": caddysnake.ClientDisconnected,
+        "caddysnake.RequestBodyError": caddysnake.RequestBodyError,
+        "caddysnake.RequestTimeout": caddysnake.RequestTimeout,
+        "caddysnake.interface.detect(app)": caddysnake.interface.detect,
+        "caddysnake.wsgi.build_environ": caddysnake.wsgi.build_environ,
+        "caddysnake.asgi.build_scope": caddysnake.asgi.build_scope,
+        "build_websocket_scope": caddysnake.asgi.build_websocket_scope,
+        "caddysnake.asgi.as_asgi3": caddysnake.asgi.as_asgi3,
+    }
+    for name, obj in offered.items():
+        assert f"`{name}`" in readme, name
+        assert callable(obj), name

@@ -478,3 +478,13 @@ def test_missing_c_api_is_a_refusal(ext):
     assert type(e) is loader.SubinterpreterImportError
     assert f'the C extension module "{name}" cannot be loaded in a sub-interpreter' in str(e)
     assert type(e.__cause__) is AttributeError
+
+
+def test_uvloop_missing_names_the_venv_and_the_fix(fake_uvloop):
+    fake_uvloop("raise ImportError('No module named uvloop.loop')\n")
+    with pytest.raises(asgi.server._StartupError) as e:
+        asgi.server._new_loop("uvloop", "/srv/app/.venv")
+    assert str(e.value) == (
+        "loop uvloop: uvloop is not installed in /srv/app/.venv: pip install uvloop, or use loop asyncio (or auto)"
+    )
+    assert f"in {sys.prefix} (no venv is set)" in uvloop_error("uvloop")

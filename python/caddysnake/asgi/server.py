@@ -6,6 +6,7 @@ exchange, checks request_timeout, and runs the lifespan around it all.
 import asyncio
 import functools
 import os
+import sys
 import traceback
 
 from .. import bridge
@@ -40,7 +41,7 @@ class _StartupError(Exception):
     """A problem found before the app runs; the message goes to asgi_ready."""
 
 
-def _new_loop(kind):
+def _new_loop(kind, venv=""):
     if kind == "asyncio":
         return asyncio.new_event_loop()
     try:
@@ -55,9 +56,9 @@ def _new_loop(kind):
                 "loop uvloop: uvloop cannot run in a sub-interpreter; set loop asyncio "
                 '(or remove "interpreters" from the python block to serve the app from the main interpreter)'
             ) from None
+        where = f"in {venv}" if venv else f"in {sys.prefix} (no venv is set)"
         raise _StartupError(
-            "loop uvloop: uvloop is not installed; run pip install uvloop in the app's venv "
-            "(or set loop to asyncio or auto)"
+            f"loop uvloop: uvloop is not installed {where}: pip install uvloop, or use loop asyncio (or auto)"
         ) from None
     return uvloop.new_event_loop()
 
@@ -73,7 +74,7 @@ def _parse_options(options):
     startup_timeout = float(options.get("startup_timeout", 60.0))
     shutdown_timeout = float(options.get("shutdown_timeout", 30.0))
     request_timeout = float(options.get("request_timeout", 0.0))
-    return lifespan, loop, startup_timeout, shutdown_timeout, request_timeout
+    return lifespan, loop, startup_timeout, shutdown_timeout, request_timeout, options.get("venv", "")
 
 
 class Server:
@@ -266,7 +267,7 @@ class Server:
         try:
             ok, message = await self.lifespan.startup()
             self.ready_sent = True
-            bridge.native.asgi_ready(self.handle, ok, message)
+            bridge.native.asgi_ready(self.handle, ok, message if ok else f"lifespan startup failed: {message}")
             if not ok:
                 return
             self.stop_fut = loop.create_future()
@@ -324,8 +325,8 @@ def run_loop(app, app_handle, wake_fd, options):
     loop = None
     server = None
     try:
-        lifespan, kind, startup_timeout, shutdown_timeout, request_timeout = _parse_options(options)
-        loop = _new_loop(kind)
+        lifespan, kind, startup_timeout, shutdown_timeout, request_timeout, venv = _parse_options(options)
+        loop = _new_loop(kind, venv)
         asyncio.set_event_loop(loop)  # for apps that call get_event_loop()
         server = Server(app, app_handle, wake_fd, loop, lifespan, startup_timeout, shutdown_timeout, request_timeout)
         loop.set_exception_handler(server.loop_exception)

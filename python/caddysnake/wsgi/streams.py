@@ -125,8 +125,9 @@ class InputStream:
 class ErrorStream:
     """wsgi.errors (PEP 3333, "Input and Error Streams"): a text stream.
 
-    Complete lines go to Caddy's log at warning level; a partial line waits
-    for its newline or for flush() (serve() flushes at the end of a request).
+    Complete lines go to Caddy's log at warning level, one entry per
+    write(); a partial line waits for its newline or for flush() (serve()
+    flushes at the end of a request).
     """
 
     __slots__ = ("_handle", "_pending", "_finished")
@@ -156,8 +157,10 @@ class ErrorStream:
         if self._pending:
             lines[0] = "".join(self._pending) + lines[0]
             self._pending.clear()
-        for line in lines:
-            self._emit(line)
+        # The complete lines of one write are one log entry: a logging
+        # handler writes a record (Flask's traceback of an unhandled error
+        # among them) in one call, and it must not become one entry a line.
+        self._emit("\n".join(lines))
         if last:
             self._pending.append(last)
         return len(s)

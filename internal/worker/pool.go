@@ -60,7 +60,7 @@ const (
 // Pool is an engine.App whose requests are served by worker processes.
 type Pool struct {
 	name        string // the app's target, for logs
-	threads     int    // Python threads a worker runs (memlimit.go's estimate)
+	threads     int    // Python threads a worker runs (memlimit.go's estimate, the admin view)
 	config      string // EncodeConfig's
 	opts        Options
 	logger      *zap.Logger
@@ -72,7 +72,6 @@ type Pool struct {
 	// escalateGrace) has its worker replaced; 0: request_timeout is off.
 	stuckAfter      time.Duration
 	shutdownTimeout time.Duration
-	threads         int // per worker (WSGI), for the admin view
 
 	mu      sync.Mutex
 	slots   []*slot

@@ -390,7 +390,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.observe(ctx.GetMetricsRegistry()); err != nil {
 		h.logger.Warn("python: the app's metrics could not be registered", zap.Error(err))
 	}
-	h.logger.Info("python app ready", append(append(h.readyFields(defaultDir), fields...), h.watchFields()...)...)
+	h.logger.Info("python app ready", append(append(h.readyFields(defaultDir, siteOf(ctx, h.moduleKey(), h.appName())), fields...), h.watchFields()...)...)
 	h.startWatch()
 	return nil
 }

@@ -13,7 +13,6 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-	"github.com/caddysnake/caddysnake/internal/worker"
 )
 
 // envName is what env and env_file accept as a variable name: what shells
@@ -25,8 +24,8 @@ func checkEnvName(name string) error {
 	if !envName.MatchString(name) {
 		return fmt.Errorf("%q is not a variable name: use letters, digits and _, not starting with a digit", name)
 	}
-	if name == worker.ConfigEnv {
-		return fmt.Errorf("%s is caddysnake's own (it carries a worker's config)", name)
+	if strings.HasPrefix(name, "CADDYSNAKE_WORKER_") {
+		return fmt.Errorf("%s is caddysnake's own (the CADDYSNAKE_WORKER_ variables carry a worker's config and limits)", name)
 	}
 	return nil
 }

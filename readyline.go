@@ -9,8 +9,7 @@ import (
 )
 
 // What the start-up line ("python app ready") says about where an app
-// runs from. The site is not among it: Caddy provisions a handler with no
-// reference to the server or the route it belongs to.
+// runs from (the site: site.go).
 
 // defaultWorkingDir is the folder an app without working_dir is imported
 // from: Caddy's working folder, as uvicorn and gunicorn do with theirs, so
@@ -30,12 +29,13 @@ func defaultWorkingDir(workingDir string) string {
 // readyFields are the start-up line's fields the handler knows: the app's
 // folders and how it is run. The engine (or the workers) add the rest,
 // among them app_from, the folder the module was found in.
-func (h *Handler) readyFields(defaultDir string) []zap.Field {
+func (h *Handler) readyFields(defaultDir, site string) []zap.Field {
 	wd := h.WorkingDir
 	if wd == "" {
 		wd = cmp.Or(defaultDir, "(none)") + " (working_dir not set: Caddy's working folder)"
 	}
 	return []zap.Field{
+		zap.String("site", cmp.Or(site, "(not found in the http app)")),
 		zap.String("working_dir", wd),
 		zap.String("venv", cmp.Or(h.Venv, "(none)")),
 		zap.String("mode", h.mode()),

@@ -94,7 +94,7 @@ const (
 func (h *Handler) closeWhenQuiet() {
 	deadline := time.Now().Add(h.stop.bound)
 	seen, quietSince := h.stop.entered.Load(), time.Now()
-	for time.Now().Before(deadline) {
+	for time.Now().Before(deadline) && !caddy.Exiting() {
 		time.Sleep(latePoll)
 		if n := h.stop.entered.Load(); n != seen || h.stop.inside.Load() > 0 {
 			seen, quietSince = n, time.Now()

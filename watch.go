@@ -65,7 +65,10 @@ func (h *Handler) checkWatch() error {
 	}
 	var skip []string
 	if h.Venv != "" {
-		skip = append(skip, filepath.Clean(h.Venv))
+		// Absolute, as the walk's paths are.
+		if v, err := filepath.Abs(h.Venv); err == nil {
+			skip = append(skip, v)
+		}
 	}
 	name := h.ModuleWSGI + h.ModuleASGI
 	warn := func(msg string, files int) {

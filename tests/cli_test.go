@@ -140,7 +140,7 @@ func TestPythonServerMistakes(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--app", "no_such_module_cli:app"}, "No module named 'no_such_module_cli'"},
+		{[]string{"--app", "no_such_module_cli:app"}, `no module named \"no_such_module_cli\"`},
 		{[]string{"--app", "cli_env"}, `expected \"module:attribute\"`},
 		{[]string{"--app", "cli_env:app", "--env-file", env}, "line 2: expected NAME=value"},
 		{[]string{"--app", "asgi_raw:app", "--threads", "4"}, "--threads applies to WSGI apps"},

@@ -94,8 +94,8 @@ func TestShorthandResolvesFromCaddysWorkingFolder(t *testing.T) {
 	}
 }
 
-// The start-up line names the app's working_dir, venv, mode and the folder
-// its module came from.
+// The start-up line names the app's site, working_dir, venv, mode and the
+// folder its module came from.
 func TestReadyLineNamesFoldersAndMode(t *testing.T) {
 	t.Parallel()
 	venv := requireVenv(t)
@@ -113,6 +113,10 @@ func TestReadyLineNamesFoldersAndMode(t *testing.T) {
 		if got := ready[k]; got != want {
 			t.Errorf("%s: %v, want %q", k, got, want)
 		}
+	}
+	// The site: the server, its listen address and the host matched.
+	if site, _ := ready["site"].(string); !strings.HasPrefix(site, "srv0 :") || !strings.HasSuffix(site, " 127.0.0.1") {
+		t.Errorf("site: %q, want \"srv0 :<port> 127.0.0.1\"", site)
 	}
 }
 

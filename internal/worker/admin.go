@@ -29,9 +29,9 @@ func (p *Pool) Workers() []WorkerInfo {
 	return out
 }
 
-// Threads is how many threads each worker runs the app on (WSGI; 0 for
-// ASGI, which runs an event loop).
-func (p *Pool) Threads() int { return p.threads }
+// Threads is how many threads each interpreter of a worker runs the app
+// on (WSGI; 0 for ASGI, which runs an event loop).
+func (p *Pool) Threads() int { return p.wsgiThreads }
 
 // Restart recycles every serving worker as max_requests does: each
 // replacement starts and is ready first, then the old worker finishes its

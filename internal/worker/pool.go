@@ -60,7 +60,8 @@ const (
 // Pool is an engine.App whose requests are served by worker processes.
 type Pool struct {
 	name        string // the app's target, for logs
-	threads     int    // Python threads a worker runs (memlimit.go's estimate, the admin view)
+	threads     int    // Python threads a worker runs, all interpreters (memlimit.go's estimate)
+	wsgiThreads int    // WSGI threads of one interpreter, 0 for ASGI (Threads: metrics, admin)
 	config      string // EncodeConfig's
 	opts        Options
 	logger      *zap.Logger
@@ -126,6 +127,7 @@ func Start(cfg engine.Config, opts Options, logger *zap.Logger) (engine.App, []z
 		}
 	} else {
 		p.name, p.bodyTimeout, p.threads = cfg.WSGI.Target, cfg.WSGI.BodyTimeout, cfg.WSGI.Threads
+		p.wsgiThreads = cfg.WSGI.Threads
 		if cfg.WSGI.Timeout > 0 {
 			p.stuckAfter = cfg.WSGI.Timeout + escalateGrace
 		}
@@ -256,6 +258,13 @@ func (p *Pool) exited(pr *proc) {
 	}
 }
 
+// errDiedOnceReady: a new worker was ready, then died before it took its
+// slot. Its exit found the slot not its own, so no restart followed: the
+// code that was to hand it the slot must (every place that sets sl.cur to
+// a new worker checks isReady under p.mu: the read loop clears it before
+// the exit takes p.mu).
+var errDiedOnceReady = errors.New("python: the new worker process died once ready, before it took its place")
+
 // restart starts a new worker in sl after the back-off, until one is
 // ready, the pool closes, or maxFailures starts in a row failed.
 func (p *Pool) restart(sl *slot, lived time.Duration) {
@@ -287,12 +296,16 @@ func (p *Pool) restart(sl *slot, lived time.Duration) {
 				go pr.shutdown(p.drainBound)
 				return
 			}
-			sl.cur, sl.failures = pr, 0
+			if pr.isReady.Load() {
+				sl.cur, sl.failures = pr, 0
+				p.mu.Unlock()
+				p.countRestart()
+				p.logger.Info("python: worker process restarted", zap.String("app", p.name),
+					zap.Int("pid", pr.pid), zap.Duration("backoff", sl.backoff))
+				return
+			}
 			p.mu.Unlock()
-			p.countRestart()
-			p.logger.Info("python: worker process restarted", zap.String("app", p.name),
-				zap.Int("pid", pr.pid), zap.Duration("backoff", sl.backoff))
-			return
+			err = errDiedOnceReady
 		}
 		if pr != nil {
 			<-pr.gone

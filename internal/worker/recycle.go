@@ -92,6 +92,12 @@ func (p *Pool) recycle(old *proc, reason string, fields ...zap.Field) {
 			p.mu.Unlock()
 			nw.abandon() // no stream reached it
 			return
+		case !nw.isReady.Load():
+			p.mu.Unlock()
+			p.logger.Error("python: the replacement of a worker process failed to start; the old one keeps serving",
+				append(fields, zap.Error(errDiedOnceReady))...)
+			time.AfterFunc(recycleRetry, func() { old.recycling.Store(false) })
+			return
 		case sl.cur == nil:
 			// old died meanwhile: nw takes the slot before the restart's
 			// worker does (which then stands down).

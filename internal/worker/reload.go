@@ -51,6 +51,11 @@ func (p *Pool) Reload() error {
 	if p.closing {
 		err = engine.ErrStopped // not the app's failure: Caddy reloads or stops
 	}
+	for _, pr := range news {
+		if err == nil && pr != nil && !pr.isReady.Load() {
+			err = errDiedOnceReady // its exit restarted nothing: see errDiedOnceReady
+		}
+	}
 	if err != nil {
 		p.mu.Unlock()
 		for _, pr := range news {

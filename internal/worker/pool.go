@@ -158,7 +158,7 @@ func Start(cfg engine.Config, opts Options, logger *zap.Logger) (engine.App, []z
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = p.waitReady(pr)
+			errs[i] = p.waitReady(pr, nil)
 		}()
 	}
 	wg.Wait()
@@ -200,7 +200,7 @@ func (p *Pool) spawn(sl *slot) (*proc, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closing {
-		return nil, errors.New("python: the app is closing")
+		return nil, errClosing
 	}
 	pr, err := spawn(p, sl)
 	if err != nil {
@@ -210,9 +210,12 @@ func (p *Pool) spawn(sl *slot) (*proc, error) {
 	return pr, nil
 }
 
-// waitReady waits for pr's FrameReady; on failure pr is killed (and reaped
-// by its read loop).
-func (p *Pool) waitReady(pr *proc) error {
+// errClosing: the pool closed while a new worker was starting.
+var errClosing = errors.New("python: the app is closing")
+
+// waitReady waits for pr's FrameReady, or until stop is closed (nil: no
+// stop); on failure pr is killed (and reaped by its read loop).
+func (p *Pool) waitReady(pr *proc, stop <-chan struct{}) error {
 	t := time.NewTimer(p.readyBound)
 	defer t.Stop()
 	var err error
@@ -220,11 +223,15 @@ func (p *Pool) waitReady(pr *proc) error {
 	case err = <-pr.ready:
 	case <-t.C:
 		err = fmt.Errorf("python: worker process %d of %q not ready after %v", pr.pid, p.name, p.readyBound)
+	case <-stop:
+		err = errClosing
 	}
 	if err != nil {
 		pr.retired.Store(true)
 		_ = pr.cmd.Process.Kill()
-		err = p.explainStartFailure(pr, err)
+		if err != errClosing {
+			err = p.explainStartFailure(pr, err)
+		}
 	}
 	return err
 }
@@ -282,7 +289,7 @@ func (p *Pool) restart(sl *slot, lived time.Duration) {
 		}
 		pr, err := p.spawn(sl)
 		if err == nil {
-			err = p.waitReady(pr)
+			err = p.waitReady(pr, nil)
 		}
 		if err == nil {
 			p.mu.Lock()

@@ -32,12 +32,17 @@ func startFake(t *testing.T, n int, env ...string) (*Pool, *observer.ObservedLog
 // recycling settings are taken from it).
 func startFakeWith(t *testing.T, opts Options) (*Pool, *observer.ObservedLogs) {
 	t.Helper()
+	return startFakeConfig(t, engine.Config{WSGI: &engine.WSGIOptions{Target: "fake:app", BodyTimeout: 5 * time.Second}}, opts)
+}
+
+// startFakeConfig is startFakeWith for the app config cfg.
+func startFakeConfig(t *testing.T, cfg engine.Config, opts Options) (*Pool, *observer.ObservedLogs) {
+	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
 	core, logs := observer.New(zap.DebugLevel)
-	cfg := engine.Config{WSGI: &engine.WSGIOptions{Target: "fake:app", BodyTimeout: 5 * time.Second}}
 	opts.Exe, opts.Args = exe, []string{"-test.run=^$"}
 	opts.Env = append([]string{fakeWorkerEnv + "=1"}, opts.Env...)
 	opts.StopBound, opts.Exiting = 2*time.Second, func() bool { return true }
@@ -397,5 +402,15 @@ func TestPoolWorkerKilled(t *testing.T) {
 	rc = newRecorder()
 	if err := p.Serve(request("/pid", nil), rc); err != nil || rc.Body.String() == strconv.Itoa(pid) {
 		t.Fatalf("after the restart: %v, pid %s (the killed one was %d)", err, rc.Body.String(), pid)
+	}
+}
+
+// Threads (metrics, the admin view) is one interpreter's WSGI threads: the
+// callers multiply by interpreters themselves.
+func TestPoolThreadsPerInterpreter(t *testing.T) {
+	p, _ := startFakeConfig(t, engine.Config{Interpreters: 2,
+		WSGI: &engine.WSGIOptions{Target: "fake:app", Threads: 16, BodyTimeout: 5 * time.Second}}, Options{Processes: 1})
+	if got := p.Threads(); got != 16 {
+		t.Fatalf("Threads() = %d, want 16 (WSGI threads 16, interpreters 2)", got)
 	}
 }

@@ -69,7 +69,7 @@ func (p *Pool) recycle(old *proc, reason string, fields ...zap.Field) {
 		p.logger.Info("python: recycling a worker process: starting its replacement", fields...)
 		nw, err := p.spawn(sl)
 		if err == nil {
-			err = p.waitReady(nw)
+			err = p.waitReady(nw, nil)
 		}
 		if err != nil {
 			if nw != nil {

@@ -1,10 +1,6 @@
 package worker
 
 import (
-	"errors"
-	"fmt"
-	"time"
-
 	"github.com/caddysnake/caddysnake/internal/engine"
 	"go.uber.org/zap"
 )
@@ -39,7 +35,7 @@ func (p *Pool) Reload() error {
 		}
 		news[i] = pr
 		go func() {
-			errs[i] = p.waitReadyOrClose(pr)
+			errs[i] = p.waitReady(pr, p.closed) // a config reload or stop ends it
 			done <- i
 		}()
 	}
@@ -64,7 +60,7 @@ func (p *Pool) Reload() error {
 			case pr.isReady.Load():
 				go pr.shutdown(p.drainBound) // its lifespan shutdown runs
 			default:
-				<-pr.gone // killed by waitReadyOrClose
+				<-pr.gone // killed by waitReady
 			}
 		}
 		return err
@@ -90,24 +86,4 @@ func (p *Pool) Reload() error {
 		go old.shutdown(p.recycleBound("watch"))
 	}
 	return nil
-}
-
-// waitReadyOrClose is waitReady that also gives up when the pool closes
-// (a reload under way when Caddy reloads its config or stops).
-func (p *Pool) waitReadyOrClose(pr *proc) error {
-	t := time.NewTimer(p.readyBound)
-	defer t.Stop()
-	var err error
-	select {
-	case err = <-pr.ready:
-	case <-t.C:
-		err = fmt.Errorf("python: worker process %d of %q not ready after %v", pr.pid, p.name, p.readyBound)
-	case <-p.closed:
-		err = errors.New("python: the app is closing")
-	}
-	if err != nil {
-		pr.retired.Store(true)
-		_ = pr.cmd.Process.Kill()
-	}
-	return err
 }

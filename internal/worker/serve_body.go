@@ -24,6 +24,13 @@ type reqBody struct {
 	err    error // why the body failed on Caddy's side, once ended
 	asked  bool  // a FrameWantBody is unanswered (always, for an eager body)
 	eager  bool  // the body comes whole and unasked (prepare)
+	// left: bytes of a Content-Length body not read yet (-1: unknown).
+	// The read that takes the last of them returns io.EOF with them, as
+	// net/http's body does in process, without waiting for FrameBodyEnd:
+	// an app that reads exactly CONTENT_LENGTH and answers before that
+	// frame arrives has still read its body to the end (else the engine
+	// closes the connection after the response).
+	left int64
 }
 
 // push adds a chunk (FrameBody); p is the reader's buffer, so it is copied.
@@ -66,8 +73,18 @@ func (b *reqBody) Read(p []byte) (int, error) {
 			} else {
 				b.chunks[0] = b.chunks[0][n:]
 			}
+			var err error
+			if b.left > 0 {
+				if b.left -= int64(n); b.left <= 0 && b.err == nil {
+					err = io.EOF
+				}
+			}
 			b.mu.Unlock()
-			return n, nil
+			return n, err
+		}
+		if b.left == 0 && b.err == nil {
+			b.mu.Unlock()
+			return 0, io.EOF
 		}
 		if b.ended {
 			err := b.err

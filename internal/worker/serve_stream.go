@@ -80,7 +80,7 @@ func (st *reqStream) prepare() {
 	if st.req.ContentLength == 0 {
 		return
 	}
-	st.body = &reqBody{st: st, news: make(chan struct{}, 1)}
+	st.body = &reqBody{st: st, news: make(chan struct{}, 1), left: st.req.ContentLength}
 	// A small body of known length comes unasked, right after the
 	// request (the same rule as the engine's preload): the worker never
 	// asks for it.

@@ -308,8 +308,10 @@ func TestWorkerPullsBodyOneChunkPerWant(t *testing.T) {
 	if res.end != nil || !bytes.Equal(res.body, want) {
 		t.Fatalf("echo: end %v, %d bytes back of %d", res.end, len(res.body), len(want))
 	}
-	if res.wants != len(chunks)+1 {
-		t.Errorf("%d FrameWantBody for %d chunks and the end, want %d", res.wants, len(chunks), len(chunks)+1)
+	// Not one for the end: the body's Content-Length says it is over
+	// with the last chunk (as net/http's EOF with the last bytes).
+	if res.wants != len(chunks) {
+		t.Errorf("%d FrameWantBody for %d chunks of a Content-Length body, want %d", res.wants, len(chunks), len(chunks))
 	}
 }
 
@@ -616,4 +618,20 @@ func (c *fakeCaddy) readPassed(f Frame) []byte {
 	e.Str("")
 	c.send(FrameFileDone, 0, f.Stream, e.B)
 	return b
+}
+
+// An app that reads exactly CONTENT_LENGTH bytes (Django) has read its body
+// to the end: the answer keeps the connection (no FlagClose), though the
+// body's FrameBodyEnd has not come (Caddy sends it once it saw the end).
+func TestWorkerBodyReadToContentLengthKeepsConnection(t *testing.T) {
+	c := startReady(t, wsgiConfig(t, 0))
+	chunks := [][]byte{bytes.Repeat([]byte("a"), 70000), bytes.Repeat([]byte("b"), 50000)}
+	c.request(1, "POST", "/exact", 120000, http.Header{"Content-Length": {"120000"}})
+	res := c.exchange(1, chunks, nil)
+	if res.end != nil || string(res.body) != "120000" {
+		t.Fatalf("/exact: end %v, body %q", res.end, res.body)
+	}
+	if res.endFlags&FlagClose != 0 {
+		t.Errorf("the app read its whole body, yet the answer closes the connection (FlagClose)")
+	}
 }

@@ -287,16 +287,20 @@ func (s *stream) relay(r *engine.Request, w engine.ResponseWriter, pump *bodyPum
 						Err: fmt.Errorf("python: worker process %d of %q sent a malformed response", s.pr.pid, s.pr.pool.name)}, closeAfter, false
 				}
 				setHeader(w.Header(), h)
+				if ev.flags&FlagClose != 0 {
+					// Before the head: net/http adds "Connection: close"
+					// only while it is unwritten, and a client not told
+					// would send its next request into a closing
+					// connection.
+					w.CloseAfterResponse()
+					closeAfter = true
+				}
 				w.WriteHeader(status)
 				headWritten = true
 				if n > 0 {
 					if _, err := w.Write(d.B); err != nil {
 						res = engine.ErrAbort
 					}
-				}
-				if ev.flags&FlagClose != 0 {
-					w.CloseAfterResponse()
-					closeAfter = true
 				}
 				return res, closeAfter, headWritten
 			case FrameEnd:

@@ -8,6 +8,11 @@ def app(environ, start_response):
         body = environ["wsgi.input"].read()
         start_response("200 OK", [("Content-Type", "application/octet-stream")])
         return [body]
+    if path == "/exact":
+        # Reads CONTENT_LENGTH bytes and no more, as Django does.
+        n = environ["wsgi.input"].read(int(environ["CONTENT_LENGTH"]))
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [str(len(n)).encode()]
     if path == "/stream":
         # 4 MiB in 64 KiB chunks, more than one window.
         start_response("200 OK", [("Content-Type", "application/octet-stream")])

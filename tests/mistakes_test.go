@@ -31,6 +31,9 @@ func TestWrongInterfaceDirectiveFailsValidate(t *testing.T) {
 	} {
 		t.Run(tc.directive+" "+tc.target, func(t *testing.T) {
 			t.Parallel()
+			if strings.HasPrefix(tc.target, "asgi_fastapi:") {
+				requireVenvPackage(t, "fastapi")
+			}
 			out, err := validate(t, site(tc.directive, tc.target))
 			if err == nil {
 				t.Fatalf("caddy validate succeeded, want a failure naming the right directive; output:\n%s", out)
@@ -51,6 +54,9 @@ func TestWrongInterfaceDirectiveFailsValidate(t *testing.T) {
 	} {
 		t.Run("right "+tc.directive+" "+tc.target, func(t *testing.T) {
 			t.Parallel()
+			if strings.HasPrefix(tc.target, "asgi_fastapi:") {
+				requireVenvPackage(t, "fastapi")
+			}
 			if out, err := validate(t, site(tc.directive, tc.target)); err != nil {
 				t.Fatalf("%s %s failed validation: %v\n%s", tc.directive, tc.target, err, out)
 			}

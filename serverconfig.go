@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"reflect"
 	"strings"
 	"time"
 
@@ -46,27 +45,14 @@ type serverOptions struct {
 	env map[string]string // EnvFile's variables, for the detection
 }
 
-// watchSetting is the python handler's JSON setting --reload turns on
-// (the watch subdirective: [] watches the app's .py files).
-const watchSetting = "watch"
-
-// handlerHasSetting tells whether the python handler of this build has a
-// JSON setting of that name.
-func handlerHasSetting(name string) bool {
-	t := reflect.TypeOf(Handler{})
-	for i := range t.NumField() {
-		if tag, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ","); tag == name {
-			return true
-		}
-	}
-	return false
-}
-
 // pythonHandlerJSON is the python handler for o, as Caddy's JSON config
 // has it.
 func pythonHandlerJSON(o serverOptions) (json.RawMessage, error) {
 	h := Handler{WorkingDir: o.WorkingDir, Venv: o.Venv, Interpreters: o.Interpreters, Processes: o.Processes,
 		EnvFile: o.EnvFile}
+	if o.Reload {
+		h.Watch = DefaultWatchGlobs // the watch subdirective alone
+	}
 	switch o.Interface {
 	case "asgi":
 		if o.Threads != 0 {
@@ -87,12 +73,6 @@ func pythonHandlerJSON(o serverOptions) (json.RawMessage, error) {
 		return nil, err
 	}
 	m["handler"] = "python"
-	if o.Reload {
-		if !handlerHasSetting(watchSetting) {
-			return nil, errors.New("python-server: --reload is not supported yet by this build (it has no watch setting)")
-		}
-		m[watchSetting] = DefaultWatchGlobs
-	}
 	return json.Marshal(m)
 }
 

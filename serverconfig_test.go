@@ -194,15 +194,11 @@ func TestServerConfigMistakes(t *testing.T) {
 		!strings.Contains(err.Error(), "--threads applies to WSGI apps") {
 		t.Errorf("asgi with threads: %v", err)
 	}
-	_, err := buildServerConfig(serverOptions{App: "m:a", Interface: "wsgi", Reload: true})
-	if handlerHasSetting(watchSetting) {
-		if err != nil {
-			t.Errorf("--reload with a watch setting: %v", err)
-		}
-	} else if err == nil || !strings.Contains(err.Error(), "--reload is not supported yet") {
-		t.Errorf("--reload without a watch setting: %v", err)
+	cfg, err := buildServerConfig(serverOptions{App: "m:a", Interface: "wsgi", Reload: true})
+	if err != nil {
+		t.Fatalf("--reload: %v", err)
 	}
-	if !handlerHasSetting("module_asgi") || handlerHasSetting("no_such_setting") {
-		t.Errorf("handlerHasSetting misreads the Handler's JSON tags")
+	if b, _ := json.Marshal(cfg); !strings.Contains(string(b), `"watch":["*.py"]`) {
+		t.Errorf("--reload: no watch setting [\"*.py\"] in %s", b)
 	}
 }
